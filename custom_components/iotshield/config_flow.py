@@ -1,0 +1,306 @@
+"""Config, discovery, reconfigure and options flows for IoTShield."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import voluptuous as vol
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from homeassistant.config_entries import (
+    SOURCE_RECONFIGURE,
+    ConfigEntry,
+    ConfigFlow,
+    ConfigFlowResult,
+    OptionsFlow,
+)
+from homeassistant.core import callback
+from homeassistant.helpers.selector import (
+    BooleanSelector,
+    NumberSelector,
+    NumberSelectorConfig,
+    NumberSelectorMode,
+    SelectSelector,
+    SelectSelectorConfig,
+    SelectSelectorMode,
+    TextSelector,
+    TextSelectorConfig,
+)
+from homeassistant.helpers.service_info.mqtt import MqttServiceInfo
+
+from .const import (
+    CONF_KEY_SOURCE,
+    CONF_LEGACY_TOPIC,
+    CONF_NODE_ID,
+    CONF_PRIVATE_KEY,
+    CONF_PUBLISH_INTERVAL,
+    CONF_STALE_INTERVALS,
+    CONF_TOPIC_PREFIX,
+    DEFAULT_PUBLISH_INTERVAL,
+    DEFAULT_STALE_INTERVALS,
+    DEFAULT_TOPIC_PREFIX,
+    DOMAIN,
+    KEY_SOURCE_GENERATE,
+    KEY_SOURCE_IMPORT,
+    KEY_SOURCE_KEEP,
+    MAX_PUBLISH_INTERVAL,
+    MAX_STALE_INTERVALS,
+    MIN_PUBLISH_INTERVAL,
+    MIN_STALE_INTERVALS,
+)
+from .keys import (
+    KeyImportError,
+    fingerprint,
+    format_fingerprint,
+    generate_private_key,
+    load_private_key,
+    private_key_pem,
+    public_key_pem,
+)
+from .protocol import (
+    is_valid_node_id,
+    is_valid_topic_prefix,
+    node_id_from_status_topic,
+    parse_status,
+)
+
+
+def _key_source_selector(*sources: str) -> SelectSelector:
+    """Offer the ways to obtain Home Assistant's key for a node."""
+    return SelectSelector(
+        SelectSelectorConfig(
+            options=list(sources),
+            mode=SelectSelectorMode.LIST,
+            translation_key=CONF_KEY_SOURCE,
+        )
+    )
+
+
+PEM_SELECTOR = TextSelector(TextSelectorConfig(multiline=True))
+
+
+class IoTShieldConfigFlow(ConfigFlow, domain=DOMAIN):
+    """Pair Home Assistant with one IoTShield node."""
+
+    VERSION = 1
+    MINOR_VERSION = 1
+
+    def __init__(self) -> None:
+        """Start with nothing chosen."""
+        self._node_id: str | None = None
+        self._prefix = DEFAULT_TOPIC_PREFIX
+        self._private_key: rsa.RSAPrivateKey | None = None
+
+    @staticmethod
+    @callback
+    def async_get_options_flow(config_entry: ConfigEntry) -> IoTShieldOptionsFlow:
+        """Return the options flow."""
+        return IoTShieldOptionsFlow()
+
+    async def async_step_user(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Ask for the node id, the topic prefix and where the key comes from."""
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            node_id = user_input[CONF_NODE_ID].strip()
+            prefix = user_input[CONF_TOPIC_PREFIX].strip().strip("/")
+            if not is_valid_node_id(node_id):
+                errors[CONF_NODE_ID] = "invalid_node_id"
+            elif not is_valid_topic_prefix(prefix):
+                errors[CONF_TOPIC_PREFIX] = "invalid_topic_prefix"
+            else:
+                await self.async_set_unique_id(node_id)
+                self._abort_if_unique_id_configured()
+                self._node_id, self._prefix = node_id, prefix
+                return await self._async_choose_key(user_input[CONF_KEY_SOURCE])
+        schema = vol.Schema(
+            {
+                vol.Required(CONF_NODE_ID): TextSelector(),
+                vol.Required(CONF_TOPIC_PREFIX, default=DEFAULT_TOPIC_PREFIX): TextSelector(),
+                vol.Required(CONF_KEY_SOURCE, default=KEY_SOURCE_GENERATE): _key_source_selector(
+                    KEY_SOURCE_GENERATE, KEY_SOURCE_IMPORT
+                ),
+            }
+        )
+        return self.async_show_form(
+            step_id="user",
+            data_schema=self.add_suggested_values_to_schema(schema, user_input),
+            errors=errors,
+        )
+
+    async def async_step_mqtt(self, discovery_info: MqttServiceInfo) -> ConfigFlowResult:
+        """Offer to pair a node that announced itself on its status topic."""
+        node_id = node_id_from_status_topic(discovery_info.topic, DEFAULT_TOPIC_PREFIX)
+        payload = discovery_info.payload
+        raw = payload.encode() if isinstance(payload, str) else bytes(payload)
+        if node_id is None or not raw or parse_status(raw) is None:
+            return self.async_abort(reason="invalid_discovery_info")
+        await self.async_set_unique_id(node_id)
+        self._abort_if_unique_id_configured()
+        self._node_id = node_id
+        self.context["title_placeholders"] = {"node_id": node_id}
+        return await self.async_step_discovery_confirm()
+
+    async def async_step_discovery_confirm(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Let the user confirm a discovered node and choose where its key comes from."""
+        if user_input is not None:
+            return await self._async_choose_key(user_input[CONF_KEY_SOURCE])
+        schema = vol.Schema(
+            {
+                vol.Required(CONF_KEY_SOURCE, default=KEY_SOURCE_GENERATE): _key_source_selector(
+                    KEY_SOURCE_GENERATE, KEY_SOURCE_IMPORT
+                ),
+            }
+        )
+        return self.async_show_form(
+            step_id="discovery_confirm",
+            data_schema=schema,
+            description_placeholders={"node_id": str(self._node_id)},
+        )
+
+    async def async_step_reconfigure(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Change the topic prefix or give the node a new key."""
+        entry = self._get_reconfigure_entry()
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            prefix = user_input[CONF_TOPIC_PREFIX].strip().strip("/")
+            if not is_valid_topic_prefix(prefix):
+                errors[CONF_TOPIC_PREFIX] = "invalid_topic_prefix"
+            else:
+                self._node_id, self._prefix = entry.data[CONF_NODE_ID], prefix
+                if user_input[CONF_KEY_SOURCE] == KEY_SOURCE_KEEP:
+                    return self._async_finish(entry.data[CONF_PRIVATE_KEY])
+                return await self._async_choose_key(user_input[CONF_KEY_SOURCE])
+        schema = vol.Schema(
+            {
+                vol.Required(
+                    CONF_TOPIC_PREFIX, default=entry.data[CONF_TOPIC_PREFIX]
+                ): TextSelector(),
+                vol.Required(CONF_KEY_SOURCE, default=KEY_SOURCE_KEEP): _key_source_selector(
+                    KEY_SOURCE_KEEP, KEY_SOURCE_GENERATE, KEY_SOURCE_IMPORT
+                ),
+            }
+        )
+        return self.async_show_form(
+            step_id="reconfigure",
+            data_schema=self.add_suggested_values_to_schema(schema, user_input),
+            errors=errors,
+            description_placeholders={"node_id": entry.data[CONF_NODE_ID]},
+        )
+
+    async def _async_choose_key(self, source: str) -> ConfigFlowResult:
+        """Generate a key now, or ask for one to import."""
+        if source == KEY_SOURCE_IMPORT:
+            return await self.async_step_import_key()
+        # RSA key generation takes tens of milliseconds: keep it off the event loop.
+        self._private_key = await self.hass.async_add_executor_job(generate_private_key)
+        return await self.async_step_show_key()
+
+    async def async_step_import_key(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Take an existing PEM private key, such as the seed prototype's."""
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            try:
+                self._private_key = await self.hass.async_add_executor_job(
+                    load_private_key, user_input[CONF_PRIVATE_KEY]
+                )
+            except KeyImportError as err:
+                errors["base"] = err.reason.value
+            else:
+                return await self.async_step_show_key()
+        return self.async_show_form(
+            step_id="import_key",
+            data_schema=vol.Schema({vol.Required(CONF_PRIVATE_KEY): PEM_SELECTOR}),
+            errors=errors,
+        )
+
+    async def async_step_show_key(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Show the public key and its fingerprint to flash into the node."""
+        assert self._private_key is not None
+        if user_input is not None:
+            return self._async_finish(private_key_pem(self._private_key))
+        return self.async_show_form(
+            step_id="show_key",
+            data_schema=vol.Schema({}),
+            description_placeholders={
+                "node_id": str(self._node_id),
+                "public_key": public_key_pem(self._private_key).strip(),
+                "fingerprint": format_fingerprint(fingerprint(self._private_key)),
+            },
+        )
+
+    @callback
+    def _async_finish(self, private_key: str) -> ConfigFlowResult:
+        """Create the entry, or update it when reconfiguring (its listener reloads it)."""
+        assert self._node_id is not None
+        data = {
+            CONF_NODE_ID: self._node_id,
+            CONF_TOPIC_PREFIX: self._prefix,
+            CONF_PRIVATE_KEY: private_key,
+        }
+        if self.source == SOURCE_RECONFIGURE:
+            self.hass.config_entries.async_update_entry(self._get_reconfigure_entry(), data=data)
+            return self.async_abort(reason="reconfigure_successful")
+        return self.async_create_entry(
+            title=self._node_id,
+            data=data,
+            options={
+                CONF_PUBLISH_INTERVAL: DEFAULT_PUBLISH_INTERVAL,
+                CONF_STALE_INTERVALS: DEFAULT_STALE_INTERVALS,
+                CONF_LEGACY_TOPIC: False,
+            },
+        )
+
+
+class IoTShieldOptionsFlow(OptionsFlow):
+    """Tune how a node's silence is judged and which topics are read."""
+
+    async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Show the options."""
+        if user_input is not None:
+            return self.async_create_entry(
+                data={
+                    CONF_PUBLISH_INTERVAL: int(user_input[CONF_PUBLISH_INTERVAL]),
+                    CONF_STALE_INTERVALS: int(user_input[CONF_STALE_INTERVALS]),
+                    CONF_LEGACY_TOPIC: bool(user_input[CONF_LEGACY_TOPIC]),
+                }
+            )
+        options = self.config_entry.options
+        schema = vol.Schema(
+            {
+                vol.Required(
+                    CONF_PUBLISH_INTERVAL,
+                    default=options.get(CONF_PUBLISH_INTERVAL, DEFAULT_PUBLISH_INTERVAL),
+                ): NumberSelector(
+                    NumberSelectorConfig(
+                        min=MIN_PUBLISH_INTERVAL,
+                        max=MAX_PUBLISH_INTERVAL,
+                        step=1,
+                        mode=NumberSelectorMode.BOX,
+                        unit_of_measurement="s",
+                    )
+                ),
+                vol.Required(
+                    CONF_STALE_INTERVALS,
+                    default=options.get(CONF_STALE_INTERVALS, DEFAULT_STALE_INTERVALS),
+                ): NumberSelector(
+                    NumberSelectorConfig(
+                        min=MIN_STALE_INTERVALS,
+                        max=MAX_STALE_INTERVALS,
+                        step=1,
+                        mode=NumberSelectorMode.BOX,
+                    )
+                ),
+                vol.Required(
+                    CONF_LEGACY_TOPIC, default=options.get(CONF_LEGACY_TOPIC, False)
+                ): BooleanSelector(),
+            }
+        )
+        return self.async_show_form(step_id="init", data_schema=schema)

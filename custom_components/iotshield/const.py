@@ -1,0 +1,39 @@
+"""Constants for the IoTShield integration."""
+
+from __future__ import annotations
+
+import logging
+from typing import Final
+
+DOMAIN: Final = "iotshield"
+LOGGER = logging.getLogger(__package__)
+
+CONF_NODE_ID: Final = "node_id"
+CONF_TOPIC_PREFIX: Final = "topic_prefix"
+CONF_PRIVATE_KEY: Final = "private_key"
+CONF_KEY_SOURCE: Final = "key_source"
+CONF_PUBLISH_INTERVAL: Final = "publish_interval"
+CONF_STALE_INTERVALS: Final = "stale_intervals"
+CONF_LEGACY_TOPIC: Final = "legacy_topic"
+
+KEY_SOURCE_GENERATE: Final = "generate"
+KEY_SOURCE_IMPORT: Final = "import"
+KEY_SOURCE_KEEP: Final = "keep"
+
+DEFAULT_TOPIC_PREFIX: Final = "iotshield"
+DEFAULT_PUBLISH_INTERVAL: Final = 5
+DEFAULT_STALE_INTERVALS: Final = 3
+MIN_STALE_INTERVALS: Final = 2
+MAX_STALE_INTERVALS: Final = 100
+MIN_PUBLISH_INTERVAL: Final = 1
+MAX_PUBLISH_INTERVAL: Final = 3600
+
+# A node that keeps sending undecryptable data almost certainly holds another key.
+KEY_MISMATCH_THRESHOLD: Final = 5
+# Rejections of one kind are logged at most once per this many seconds.
+REJECTION_LOG_INTERVAL: Final = 600.0
+# Envelopes waiting for decryption; beyond this a flood is shed, counted, not queued.
+MAX_PENDING_ENVELOPES: Final = 256
+
+MANUFACTURER: Final = "IoTShield"
+MODEL: Final = "ESP32 safety node"

@@ -1,0 +1,305 @@
+"""Push coordinator: encrypted MQTT telemetry in, validated readings and availability out."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from homeassistant.components import mqtt
+from homeassistant.config_entries import ConfigEntry
+from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
+from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers import issue_registry as ir
+from homeassistant.helpers.event import async_call_later
+from homeassistant.helpers.update_coordinator import DataUpdateCoordinator
+from homeassistant.util import dt as dt_util
+
+from .const import (
+    CONF_LEGACY_TOPIC,
+    CONF_NODE_ID,
+    CONF_PUBLISH_INTERVAL,
+    CONF_STALE_INTERVALS,
+    CONF_TOPIC_PREFIX,
+    DEFAULT_PUBLISH_INTERVAL,
+    DEFAULT_STALE_INTERVALS,
+    DOMAIN,
+    KEY_MISMATCH_THRESHOLD,
+    LOGGER,
+    MAX_PENDING_ENVELOPES,
+    REJECTION_LOG_INTERVAL,
+)
+from .protocol import (
+    MAX_ENVELOPE_BYTES,
+    Announce,
+    PayloadRejected,
+    Rejection,
+    Telemetry,
+    V1Decoder,
+    data_topic,
+    legacy_data_topic,
+    parse_status,
+    status_topic,
+)
+from .rejections import RejectionTracker
+
+type IoTShieldConfigEntry = ConfigEntry[IoTShieldCoordinator]
+
+
+@dataclass(frozen=True, slots=True)
+class IoTShieldData:
+    """The latest valid reading of a node and when Home Assistant received it."""
+
+    telemetry: Telemetry | None = None
+    received_at: datetime | None = None
+
+
+def key_mismatch_issue_id(node_id: str) -> str:
+    """Return the repair issue id raised when a node's data cannot be decrypted."""
+    return f"key_mismatch_{node_id}"
+
+
+class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
+    """Receives one node's MQTT traffic and keeps its entities up to date."""
+
+    config_entry: IoTShieldConfigEntry
+
+    def __init__(
+        self,
+        hass: HomeAssistant,
+        entry: IoTShieldConfigEntry,
+        decoder: V1Decoder,
+        key_fingerprint: str,
+    ) -> None:
+        """Set up state; nothing is subscribed until async_start."""
+        super().__init__(
+            hass,
+            LOGGER,
+            config_entry=entry,
+            name=f"{DOMAIN} {entry.data[CONF_NODE_ID]}",
+            update_interval=None,
+        )
+        self.data = IoTShieldData()
+        self.node_id: str = entry.data[CONF_NODE_ID]
+        self.prefix: str = entry.data[CONF_TOPIC_PREFIX]
+        self.key_fingerprint = key_fingerprint
+        self._decoder = decoder
+        self.rejections = RejectionTracker(REJECTION_LOG_INTERVAL)
+        self.announce: Announce | None = None
+        self._online: bool | None = None
+        self._stale = False
+        self._was_available = True
+        self._cancel_stale: CALLBACK_TYPE | None = None
+        self._pending: deque[tuple[bytes, bool]] = deque()
+        self._draining = False
+        self._rejection_listeners: list[Callable[[], None]] = []
+
+    @property
+    def interval(self) -> int:
+        """Return the publish interval: the node's own word first, then the option."""
+        if self.announce is not None and self.announce.interval is not None:
+            return self.announce.interval
+        return int(self.config_entry.options.get(CONF_PUBLISH_INTERVAL, DEFAULT_PUBLISH_INTERVAL))
+
+    @property
+    def stale_after(self) -> float:
+        """Return how long without a valid reading makes the node unavailable."""
+        intervals = self.config_entry.options.get(CONF_STALE_INTERVALS, DEFAULT_STALE_INTERVALS)
+        return float(self.interval * int(intervals))
+
+    @property
+    def node_available(self) -> bool:
+        """Say whether the node is online (or unknown) and not stale."""
+        return self._online is not False and not self._stale
+
+    async def async_start(self) -> None:
+        """Subscribe to the node's topics and start the staleness clock."""
+        entry = self.config_entry
+        subscriptions: list[tuple[str, Callable[[mqtt.ReceiveMessage], None]]] = [
+            (data_topic(self.prefix, self.node_id), self._on_data),
+            (status_topic(self.prefix, self.node_id), self._on_status),
+        ]
+        if entry.options.get(CONF_LEGACY_TOPIC, False):
+            subscriptions.append((legacy_data_topic(self.prefix), self._on_legacy_data))
+        for topic, handler in subscriptions:
+            entry.async_on_unload(
+                await mqtt.async_subscribe(self.hass, topic, handler, qos=1, encoding=None)
+            )
+        entry.async_on_unload(self._stop_stale_clock)
+        self._arm_stale_clock()
+
+    @callback
+    def async_add_rejection_listener(self, listener: Callable[[], None]) -> CALLBACK_TYPE:
+        """Call `listener` whenever a payload is rejected; returns the remover."""
+        self._rejection_listeners.append(listener)
+
+        @callback
+        def remove() -> None:
+            self._rejection_listeners.remove(listener)
+
+        return remove
+
+    @callback
+    def _on_data(self, msg: mqtt.ReceiveMessage) -> None:
+        """Queue an envelope from the node's own topic."""
+        self._enqueue(msg.payload, legacy=False)
+
+    @callback
+    def _on_legacy_data(self, msg: mqtt.ReceiveMessage) -> None:
+        """Queue an envelope from the seed's flat topic, where other nodes publish too."""
+        self._enqueue(msg.payload, legacy=True)
+
+    @callback
+    def _enqueue(self, payload: Any, *, legacy: bool) -> None:
+        """Size-check a payload and hand it to the decrypting worker; never raises."""
+        if isinstance(payload, str):
+            payload = payload.encode("utf-8")
+        if len(payload) > MAX_ENVELOPE_BYTES:
+            self._reject(PayloadRejected(Rejection.OVERSIZE, f"{len(payload)} bytes"))
+            return
+        if len(self._pending) >= MAX_PENDING_ENVELOPES:
+            self._reject(PayloadRejected(Rejection.OVERLOADED, "decryption queue full"))
+            return
+        self._pending.append((payload, legacy))
+        if not self._draining:
+            self._draining = True
+            self.config_entry.async_create_background_task(
+                self.hass, self._drain(), f"{DOMAIN} {self.node_id} decrypt"
+            )
+
+    async def _drain(self) -> None:
+        """Decrypt queued envelopes in the executor, in arrival order, and apply them."""
+        try:
+            while self._pending:
+                batch = list(self._pending)
+                self._pending.clear()
+                # RSA private-key work costs about a millisecond: keep it off the event loop.
+                results = await self.hass.async_add_executor_job(
+                    self._decoder.decode_batch, [payload for payload, _ in batch]
+                )
+                for (_, legacy), result in zip(batch, results, strict=True):
+                    if isinstance(result, Telemetry):
+                        self._accept(result)
+                    elif legacy and result.reason is Rejection.NODE_MISMATCH:
+                        # On the shared flat topic, another node's reading is not an error.
+                        continue
+                    else:
+                        self._reject(result)
+        finally:
+            self._draining = False
+
+    @callback
+    def _accept(self, telemetry: Telemetry) -> None:
+        """Publish a valid reading to the entities and reset the staleness clock."""
+        self.rejections.record_success()
+        ir.async_delete_issue(self.hass, DOMAIN, key_mismatch_issue_id(self.node_id))
+        self._stale = False
+        self._arm_stale_clock()
+        self.async_set_updated_data(IoTShieldData(telemetry, dt_util.utcnow()))
+        self._log_availability()
+
+    @callback
+    def _reject(self, err: PayloadRejected) -> None:
+        """Count a rejection, log it sparingly and raise a repair when keys disagree."""
+        if self.rejections.record(err.reason, time.monotonic()):
+            LOGGER.warning(
+                "Rejected a payload from IoTShield node %s (%s); further rejections "
+                "of this kind are counted but not logged for %d minutes",
+                self.node_id,
+                err,
+                int(REJECTION_LOG_INTERVAL // 60),
+            )
+        if (
+            err.reason is Rejection.DECRYPT_FAILED
+            and self.rejections.consecutive_decrypt_failures == KEY_MISMATCH_THRESHOLD
+        ):
+            ir.async_create_issue(
+                self.hass,
+                DOMAIN,
+                key_mismatch_issue_id(self.node_id),
+                is_fixable=False,
+                severity=ir.IssueSeverity.ERROR,
+                translation_key="key_mismatch",
+                translation_placeholders={
+                    "node_id": self.node_id,
+                    "count": str(KEY_MISMATCH_THRESHOLD),
+                },
+            )
+        for listener in list(self._rejection_listeners):
+            listener()
+
+    @callback
+    def _on_status(self, msg: mqtt.ReceiveMessage) -> None:
+        """Track the node's online/offline state and what it announces."""
+        payload = msg.payload if isinstance(msg.payload, bytes) else msg.payload.encode()
+        if not payload:
+            # An empty retained message only clears the topic.
+            return
+        announce = parse_status(payload)
+        if announce is None:
+            self._reject(PayloadRejected(Rejection.MALFORMED, "unreadable status message"))
+            return
+        was_online = self._online
+        self._online = announce.online
+        if announce.online and was_online is False:
+            # Coming back online earns a full staleness window.
+            self._stale = False
+            self._arm_stale_clock()
+        if announce.firmware is not None or announce.interval is not None:
+            self.announce = announce
+            self._update_device(announce)
+            self._arm_stale_clock()
+        self._log_availability()
+        self.async_update_listeners()
+
+    @callback
+    def _update_device(self, announce: Announce) -> None:
+        """Record the announced firmware version on the node's device."""
+        if announce.firmware is None:
+            return
+        registry = dr.async_get(self.hass)
+        for device in dr.async_entries_for_config_entry(registry, self.config_entry.entry_id):
+            if device.sw_version != announce.firmware:
+                registry.async_update_device(device.id, sw_version=announce.firmware)
+
+    @callback
+    def _arm_stale_clock(self) -> None:
+        """(Re)start the timer that marks the node stale without fresh readings."""
+        self._stop_stale_clock()
+        self._cancel_stale = async_call_later(self.hass, self.stale_after, self._mark_stale)
+
+    @callback
+    def _stop_stale_clock(self) -> None:
+        """Cancel the staleness timer."""
+        if self._cancel_stale is not None:
+            self._cancel_stale()
+            self._cancel_stale = None
+
+    @callback
+    def _mark_stale(self, _now: datetime) -> None:
+        """Make the entities unavailable: no valid reading for too long."""
+        self._cancel_stale = None
+        self._stale = True
+        self._log_availability()
+        self.async_update_listeners()
+
+    @callback
+    def _log_availability(self) -> None:
+        """Log once when the node is lost and once when it is back."""
+        available = self.node_available
+        if available == self._was_available:
+            return
+        self._was_available = available
+        if available:
+            LOGGER.info("IoTShield node %s is available again", self.node_id)
+        elif self._online is False:
+            LOGGER.info("IoTShield node %s is unavailable: it reported offline", self.node_id)
+        else:
+            LOGGER.info(
+                "IoTShield node %s is unavailable: no valid reading for %d seconds",
+                self.node_id,
+                int(self.stale_after),
+            )

@@ -1,0 +1,35 @@
+"""Diagnostics download for an IoTShield node, with the private key redacted."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from homeassistant.components.diagnostics import async_redact_data
+from homeassistant.core import HomeAssistant
+
+from .const import CONF_PRIVATE_KEY
+from .coordinator import IoTShieldConfigEntry
+
+TO_REDACT = {CONF_PRIVATE_KEY}
+
+
+async def async_get_config_entry_diagnostics(
+    hass: HomeAssistant, entry: IoTShieldConfigEntry
+) -> dict[str, Any]:
+    """Return the entry, the node's state and the rejection counters."""
+    coordinator = entry.runtime_data
+    data = coordinator.data
+    return {
+        "entry": async_redact_data(entry.as_dict(), TO_REDACT),
+        "key_fingerprint": coordinator.key_fingerprint,
+        "node": {
+            "available": coordinator.node_available,
+            "announce": asdict(coordinator.announce) if coordinator.announce else None,
+            "publish_interval": coordinator.interval,
+            "stale_after": coordinator.stale_after,
+            "last_reading": asdict(data.telemetry) if data.telemetry else None,
+            "received_at": data.received_at.isoformat() if data.received_at else None,
+        },
+        "rejections": coordinator.rejections.as_dict(),
+    }

@@ -1,0 +1,334 @@
+"""The IoTShield wire format v1, as specified in firmware/PROTOCOL.md.
+
+Plain Python with no Home Assistant import: topics, the envelope, the compact telemetry
+schema and every check a payload must pass before it may change an entity.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Final
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+PROTOCOL_VERSION: Final = 1
+# Anything larger cannot be a v1 envelope for any key we accept up to 4096 bits.
+MAX_ENVELOPE_BYTES: Final = 1024
+# OAEP with SHA-256 costs 2 * 32 + 2 bytes of the modulus.
+OAEP_SHA256_OVERHEAD: Final = 66
+MAX_STATUS_BYTES: Final = 2048
+
+NODE_ID_PATTERN: Final = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+TOPIC_PREFIX_PATTERN: Final = re.compile(r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
+UINT32_MAX: Final = 2**32 - 1
+
+STATUS_ONLINE: Final = "online"
+STATUS_OFFLINE: Final = "offline"
+
+_OAEP: Final = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
+
+
+class Rejection(StrEnum):
+    """Why a payload was refused; the values name counters and translations."""
+
+    OVERSIZE = "oversize"
+    TRUNCATED = "truncated"
+    MALFORMED = "malformed"
+    UNSUPPORTED_VERSION = "unsupported_version"
+    DECRYPT_FAILED = "decrypt_failed"
+    INVALID_JSON = "invalid_json"
+    INVALID_SCHEMA = "invalid_schema"
+    NON_FINITE = "non_finite"
+    OUT_OF_RANGE = "out_of_range"
+    NODE_MISMATCH = "node_mismatch"
+    OVERLOADED = "overloaded"
+
+
+class PayloadRejected(ValueError):
+    """A payload failed a check; it must not change any state."""
+
+    def __init__(self, reason: Rejection, detail: str) -> None:
+        """Keep the counter name apart from the human detail."""
+        super().__init__(f"{reason.value}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class Range:
+    """The closed interval of values a reading may take."""
+
+    low: float
+    high: float
+
+
+# Plausible physical limits, wider than any one sensor so that better sensors fit.
+RANGES: Final[dict[str, Range]] = {
+    "t": Range(-40.0, 125.0),
+    "h": Range(0.0, 100.0),
+    "g": Range(0.0, 1.0),
+    "l": Range(0.0, 200_000.0),
+}
+CONTINUOUS_KEYS: Final = ("t", "h", "g", "l")
+BINARY_KEYS: Final = ("f", "m")
+
+
+@dataclass(frozen=True, slots=True)
+class PrivacyParams:
+    """The local differential-privacy parameters a node says it applied."""
+
+    epsilon: float
+    delta: float
+
+
+@dataclass(frozen=True, slots=True)
+class Telemetry:
+    """One validated reading of a node; None marks a sensor the node could not read."""
+
+    node_id: str
+    seq: int
+    timestamp: int | None
+    temperature: float | None
+    humidity: float | None
+    gas: float | None
+    light: float | None
+    flame: bool | None
+    motion: bool | None
+    privacy: PrivacyParams | None
+
+
+@dataclass(frozen=True, slots=True)
+class Announce:
+    """What a node says about itself on its status topic."""
+
+    online: bool
+    firmware: str | None = None
+    interval: int | None = None
+    key_fingerprint: str | None = None
+
+
+def data_topic(prefix: str, node_id: str) -> str:
+    """Return the topic a node publishes telemetry on."""
+    return f"{prefix}/{node_id}/sensors/data"
+
+
+def legacy_data_topic(prefix: str) -> str:
+    """Return the seed prototype's flat telemetry topic, shared by all nodes."""
+    return f"{prefix}/sensors/data"
+
+
+def status_topic(prefix: str, node_id: str) -> str:
+    """Return a node's retained status (announce and last will) topic."""
+    return f"{prefix}/{node_id}/status"
+
+
+def node_id_from_status_topic(topic: str, prefix: str) -> str | None:
+    """Return the node id in `<prefix>/<node_id>/status`, or None if the topic is not one."""
+    head = f"{prefix}/"
+    if not topic.startswith(head) or not topic.endswith("/status"):
+        return None
+    node_id = topic[len(head) : -len("/status")]
+    return node_id if NODE_ID_PATTERN.fullmatch(node_id) else None
+
+
+def is_valid_node_id(node_id: str) -> bool:
+    """Say whether a node id is allowed (it becomes a topic level and a unique id)."""
+    return NODE_ID_PATTERN.fullmatch(node_id) is not None
+
+
+def is_valid_topic_prefix(prefix: str) -> bool:
+    """Say whether a prefix is a plain topic path without wildcards."""
+    return TOPIC_PREFIX_PATTERN.fullmatch(prefix) is not None
+
+
+def max_plaintext_bytes(key_bits: int) -> int:
+    """Return how many plaintext bytes one RSA-OAEP-SHA256 block carries."""
+    return key_bits // 8 - OAEP_SHA256_OVERHEAD
+
+
+def _reject_constant(name: str) -> Any:
+    """Refuse the NaN and Infinity literals Python's json would otherwise accept."""
+    raise PayloadRejected(Rejection.NON_FINITE, f"literal {name}")
+
+
+def _loads(data: bytes, reason: Rejection) -> Any:
+    """Parse strict JSON, mapping every parse failure to one rejection reason."""
+    try:
+        return json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        raise PayloadRejected(reason, "not UTF-8 JSON") from err
+
+
+def parse_envelope(payload: bytes, key_bytes: int) -> bytes:
+    """Check a v1 envelope's framing and sizes and return the RSA ciphertext in it."""
+    if len(payload) > MAX_ENVELOPE_BYTES:
+        raise PayloadRejected(Rejection.OVERSIZE, f"{len(payload)} bytes")
+    envelope = _loads(payload, Rejection.MALFORMED)
+    if not isinstance(envelope, dict):
+        raise PayloadRejected(Rejection.MALFORMED, "envelope is not an object")
+    version = envelope.get("v")
+    if type(version) is not int:
+        raise PayloadRejected(Rejection.MALFORMED, "envelope has no integer v")
+    if version != PROTOCOL_VERSION:
+        raise PayloadRejected(Rejection.UNSUPPORTED_VERSION, f"v={version}")
+    text = envelope.get("ct")
+    if not isinstance(text, str):
+        raise PayloadRejected(Rejection.MALFORMED, "envelope has no string ct")
+    try:
+        ciphertext = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as err:
+        raise PayloadRejected(Rejection.MALFORMED, "ct is not base64") from err
+    if len(ciphertext) < key_bytes:
+        raise PayloadRejected(Rejection.TRUNCATED, f"{len(ciphertext)} of {key_bytes} bytes")
+    if len(ciphertext) > key_bytes:
+        raise PayloadRejected(Rejection.OVERSIZE, f"{len(ciphertext)} of {key_bytes} bytes")
+    return ciphertext
+
+
+def _number(value: Any, field: str) -> float | None:
+    """Check one continuous reading: null, or a finite number within its range."""
+    if value is None:
+        return None
+    if type(value) not in (int, float):
+        raise PayloadRejected(Rejection.INVALID_SCHEMA, f"{field} is not a number")
+    number = float(value)
+    if not math.isfinite(number):
+        raise PayloadRejected(Rejection.NON_FINITE, field)
+    bounds = RANGES[field]
+    if not bounds.low <= number <= bounds.high:
+        raise PayloadRejected(Rejection.OUT_OF_RANGE, f"{field}={number}")
+    return number
+
+
+def _flag(value: Any, field: str) -> bool | None:
+    """Check one binary reading: null, 0 or 1."""
+    if value is None:
+        return None
+    if type(value) is not int:
+        raise PayloadRejected(Rejection.INVALID_SCHEMA, f"{field} is not 0 or 1")
+    if value not in (0, 1):
+        raise PayloadRejected(Rejection.OUT_OF_RANGE, f"{field}={value}")
+    return value == 1
+
+
+def _uint32(value: Any, field: str) -> int:
+    """Check an unsigned 32-bit integer field."""
+    if type(value) is not int:
+        raise PayloadRejected(Rejection.INVALID_SCHEMA, f"{field} is not an integer")
+    if not 0 <= value <= UINT32_MAX:
+        raise PayloadRejected(Rejection.OUT_OF_RANGE, f"{field}={value}")
+    return value
+
+
+def _privacy(value: Any) -> PrivacyParams | None:
+    """Check the optional privacy parameters: epsilon > 0 and 0 < delta < 1."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise PayloadRejected(Rejection.INVALID_SCHEMA, "p is not an object")
+    epsilon, delta = value.get("e"), value.get("d")
+    for name, item in (("p.e", epsilon), ("p.d", delta)):
+        if type(item) not in (int, float):
+            raise PayloadRejected(Rejection.INVALID_SCHEMA, f"{name} is not a number")
+        if not math.isfinite(item):
+            raise PayloadRejected(Rejection.NON_FINITE, name)
+    assert isinstance(epsilon, int | float) and isinstance(delta, int | float)
+    if not 0 < epsilon <= 100 or not 0 < delta < 1:
+        raise PayloadRejected(Rejection.OUT_OF_RANGE, f"p.e={epsilon} p.d={delta}")
+    return PrivacyParams(float(epsilon), float(delta))
+
+
+def parse_telemetry(plaintext: bytes, expected_node: str) -> Telemetry:
+    """Validate decrypted telemetry JSON and return it as a typed reading."""
+    doc = _loads(plaintext, Rejection.INVALID_JSON)
+    if not isinstance(doc, dict):
+        raise PayloadRejected(Rejection.INVALID_SCHEMA, "telemetry is not an object")
+    node_id = doc.get("n")
+    if not isinstance(node_id, str):
+        raise PayloadRejected(Rejection.INVALID_SCHEMA, "n is not a string")
+    if node_id != expected_node:
+        raise PayloadRejected(Rejection.NODE_MISMATCH, f"n={node_id[:40]!r}")
+    seq = _uint32(doc.get("s"), "s")
+    raw_time = doc.get("t")
+    # 0 or null: the node has no wall clock yet (no NTP sync).
+    timestamp = None if raw_time is None else (_uint32(raw_time, "t") or None)
+    readings = doc.get("r")
+    if not isinstance(readings, dict):
+        raise PayloadRejected(Rejection.INVALID_SCHEMA, "r is not an object")
+    missing = [key for key in (*CONTINUOUS_KEYS, *BINARY_KEYS) if key not in readings]
+    if missing:
+        raise PayloadRejected(Rejection.INVALID_SCHEMA, f"r lacks {','.join(missing)}")
+    return Telemetry(
+        node_id=node_id,
+        seq=seq,
+        timestamp=timestamp,
+        temperature=_number(readings["t"], "t"),
+        humidity=_number(readings["h"], "h"),
+        gas=_number(readings["g"], "g"),
+        light=_number(readings["l"], "l"),
+        flame=_flag(readings["f"], "f"),
+        motion=_flag(readings["m"], "m"),
+        privacy=_privacy(doc.get("p")),
+    )
+
+
+class V1Decoder:
+    """Decrypts and validates v1 telemetry for one node with Home Assistant's private key."""
+
+    def __init__(self, private_key: rsa.RSAPrivateKey, node_id: str) -> None:
+        """Bind the decoder to the key and the node it serves."""
+        self._key = private_key
+        self._key_bytes = private_key.key_size // 8
+        self.node_id = node_id
+
+    def decode(self, payload: bytes) -> Telemetry:
+        """Turn an envelope into a validated reading or raise PayloadRejected (CPU-bound)."""
+        ciphertext = parse_envelope(payload, self._key_bytes)
+        try:
+            plaintext = self._key.decrypt(ciphertext, _OAEP)
+        except ValueError as err:
+            raise PayloadRejected(Rejection.DECRYPT_FAILED, "OAEP decryption failed") from err
+        return parse_telemetry(plaintext, self.node_id)
+
+    def decode_batch(self, payloads: list[bytes]) -> list[Telemetry | PayloadRejected]:
+        """Decode several envelopes in one executor hop, keeping their order."""
+        results: list[Telemetry | PayloadRejected] = []
+        for payload in payloads:
+            try:
+                results.append(self.decode(payload))
+            except PayloadRejected as err:
+                results.append(err)
+        return results
+
+
+def parse_status(payload: bytes) -> Announce | None:
+    """Read a status message: `online`, `offline` or an announce object; None if neither."""
+    if len(payload) > MAX_STATUS_BYTES:
+        return None
+    text = payload.decode("utf-8", errors="replace").strip()
+    if text == STATUS_ONLINE:
+        return Announce(online=True)
+    if text == STATUS_OFFLINE:
+        return Announce(online=False)
+    try:
+        doc = json.loads(text, parse_constant=_reject_constant)
+    except (json.JSONDecodeError, RecursionError, PayloadRejected):
+        return None
+    if not isinstance(doc, dict) or doc.get("state") not in (STATUS_ONLINE, STATUS_OFFLINE):
+        return None
+    firmware = doc.get("fw")
+    interval = doc.get("interval")
+    key_fp = doc.get("key_fp")
+    return Announce(
+        online=doc["state"] == STATUS_ONLINE,
+        firmware=firmware[:32] if isinstance(firmware, str) else None,
+        interval=interval if type(interval) is int and 1 <= interval <= 86_400 else None,
+        key_fingerprint=key_fp.lower() if isinstance(key_fp, str) and len(key_fp) == 64 else None,
+    )

@@ -1,0 +1,164 @@
+"""Sensor entities: the node's continuous readings and two diagnostics."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from homeassistant.components.sensor import (
+    RestoreSensor,
+    SensorDeviceClass,
+    SensorEntity,
+    SensorEntityDescription,
+    SensorStateClass,
+)
+from homeassistant.const import LIGHT_LUX, PERCENTAGE, EntityCategory, UnitOfTemperature
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.helpers.entity_platform import AddEntitiesCallback
+
+from .coordinator import IoTShieldConfigEntry, IoTShieldCoordinator, IoTShieldData
+from .entity import IoTShieldEntity
+
+PARALLEL_UPDATES = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class IoTShieldSensorEntityDescription(SensorEntityDescription):
+    """Describes a sensor and how to take its value from the node's latest reading."""
+
+    value_fn: Callable[[IoTShieldData], float | datetime | None]
+    # Diagnostics about Home Assistant's side stay visible while the node is lost.
+    available_without_node: bool = False
+
+
+SENSORS: tuple[IoTShieldSensorEntityDescription, ...] = (
+    IoTShieldSensorEntityDescription(
+        key="temperature",
+        device_class=SensorDeviceClass.TEMPERATURE,
+        native_unit_of_measurement=UnitOfTemperature.CELSIUS,
+        state_class=SensorStateClass.MEASUREMENT,
+        suggested_display_precision=1,
+        value_fn=lambda data: data.telemetry.temperature if data.telemetry else None,
+    ),
+    IoTShieldSensorEntityDescription(
+        key="humidity",
+        device_class=SensorDeviceClass.HUMIDITY,
+        native_unit_of_measurement=PERCENTAGE,
+        state_class=SensorStateClass.MEASUREMENT,
+        suggested_display_precision=0,
+        value_fn=lambda data: data.telemetry.humidity if data.telemetry else None,
+    ),
+    IoTShieldSensorEntityDescription(
+        key="gas_level",
+        translation_key="gas_level",
+        state_class=SensorStateClass.MEASUREMENT,
+        suggested_display_precision=2,
+        value_fn=lambda data: data.telemetry.gas if data.telemetry else None,
+    ),
+    IoTShieldSensorEntityDescription(
+        key="illuminance",
+        device_class=SensorDeviceClass.ILLUMINANCE,
+        native_unit_of_measurement=LIGHT_LUX,
+        state_class=SensorStateClass.MEASUREMENT,
+        suggested_display_precision=0,
+        value_fn=lambda data: data.telemetry.light if data.telemetry else None,
+    ),
+    IoTShieldSensorEntityDescription(
+        key="last_reading",
+        translation_key="last_reading",
+        device_class=SensorDeviceClass.TIMESTAMP,
+        entity_category=EntityCategory.DIAGNOSTIC,
+        value_fn=lambda data: data.received_at,
+        available_without_node=True,
+    ),
+)
+
+REJECTED_PAYLOADS = SensorEntityDescription(
+    key="rejected_payloads",
+    translation_key="rejected_payloads",
+    entity_category=EntityCategory.DIAGNOSTIC,
+    state_class=SensorStateClass.TOTAL_INCREASING,
+)
+
+
+async def async_setup_entry(
+    hass: HomeAssistant,
+    entry: IoTShieldConfigEntry,
+    async_add_entities: AddEntitiesCallback,
+) -> None:
+    """Add the node's sensors."""
+    coordinator = entry.runtime_data
+    async_add_entities(
+        [
+            *(IoTShieldSensor(coordinator, description) for description in SENSORS),
+            IoTShieldRejectedPayloadsSensor(coordinator),
+        ]
+    )
+
+
+class IoTShieldSensor(IoTShieldEntity, RestoreSensor):
+    """A value of the node's latest reading, restored after a restart until fresh data arrives."""
+
+    entity_description: IoTShieldSensorEntityDescription
+
+    def __init__(
+        self, coordinator: IoTShieldCoordinator, description: IoTShieldSensorEntityDescription
+    ) -> None:
+        """Bind the description."""
+        super().__init__(coordinator, description.key)
+        self.entity_description = description
+
+    @property
+    def available(self) -> bool:
+        """Follow the node, unless this value is about Home Assistant's side."""
+        if self.entity_description.available_without_node:
+            return self.coordinator.last_update_success
+        return super().available
+
+    async def async_added_to_hass(self) -> None:
+        """Restore the last value unless a reading is already here."""
+        await super().async_added_to_hass()
+        if self.coordinator.data.telemetry is not None:
+            self._attr_native_value = self.entity_description.value_fn(self.coordinator.data)
+        elif (last := await self.async_get_last_sensor_data()) is not None:
+            self._attr_native_value = last.native_value
+
+    @callback
+    def _handle_coordinator_update(self) -> None:
+        """Take the value of a new reading; availability changes keep the old value."""
+        if self.coordinator.data.telemetry is not None:
+            self._attr_native_value = self.entity_description.value_fn(self.coordinator.data)
+        super()._handle_coordinator_update()
+
+
+class IoTShieldRejectedPayloadsSensor(IoTShieldEntity, SensorEntity):
+    """How many payloads were refused since the entry was loaded, by reason in attributes."""
+
+    entity_description = REJECTED_PAYLOADS
+
+    def __init__(self, coordinator: IoTShieldCoordinator) -> None:
+        """Attach to the node's device."""
+        super().__init__(coordinator, REJECTED_PAYLOADS.key)
+
+    @property
+    def available(self) -> bool:
+        """Stay available: rejections are counted by Home Assistant, not by the node."""
+        return self.coordinator.last_update_success
+
+    @property
+    def native_value(self) -> int:
+        """Return the total count."""
+        return self.coordinator.rejections.total
+
+    @property
+    def extra_state_attributes(self) -> dict[str, int]:
+        """Return the count per reason."""
+        return self.coordinator.rejections.as_dict()
+
+    async def async_added_to_hass(self) -> None:
+        """Also update when a payload is rejected (which changes no other entity)."""
+        await super().async_added_to_hass()
+        self.async_on_remove(
+            self.coordinator.async_add_rejection_listener(self.async_write_ha_state)
+        )

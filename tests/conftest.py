@@ -1,0 +1,110 @@
+"""Fixtures for the IoTShield tests."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+import logging
+from typing import Any
+from unittest.mock import Mock
+
+from cryptography.hazmat.primitives.asymmetric import rsa
+import pytest
+
+# Import our package before Home Assistant's test plugin puts its own `custom_components` first.
+import custom_components.iotshield  # noqa: F401
+from custom_components.iotshield.const import (
+    CONF_LEGACY_TOPIC,
+    CONF_NODE_ID,
+    CONF_PRIVATE_KEY,
+    CONF_PUBLISH_INTERVAL,
+    CONF_STALE_INTERVALS,
+    CONF_TOPIC_PREFIX,
+    DOMAIN,
+)
+from custom_components.iotshield.keys import generate_private_key, private_key_pem
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+from pytest_homeassistant_custom_component.typing import MqttMockPahoClient
+
+NODE_ID = "kitchen"
+
+# Lines Home Assistant logs when an integration uses an API that is going away.
+DEPRECATION_MARKERS = (
+    "Detected that custom integration",
+    "Detected code that",
+    "This will stop working in Home Assistant",
+)
+
+
+@pytest.fixture(autouse=True)
+def auto_enable_custom_integrations(enable_custom_integrations: None) -> None:
+    """Let Home Assistant load integrations from custom_components."""
+
+
+@pytest.fixture(autouse=True)
+def fail_on_deprecation_warnings(caplog: pytest.LogCaptureFixture) -> Generator[None]:
+    """Fail any test during which Home Assistant reports a deprecated API use."""
+    caplog.set_level(logging.WARNING)
+    yield
+    offending = [
+        record.getMessage()
+        for record in caplog.get_records("call") + caplog.get_records("setup")
+        if any(marker in record.getMessage() for marker in DEPRECATION_MARKERS)
+    ]
+    assert not offending, f"deprecated API use reported: {offending}"
+
+
+@pytest.fixture
+def mqtt_client_mock(mqtt_client_mock: MqttMockPahoClient) -> Generator[MqttMockPahoClient]:
+    """Close the mocked MQTT socket at the end of a test, as a real disconnect would.
+
+    The mocked client never reports its socket closed, so Home Assistant's MQTT housekeeping
+    timer would otherwise outlive the test and fail it.
+    """
+    yield mqtt_client_mock
+    on_socket_close = mqtt_client_mock.on_socket_close
+    if callable(on_socket_close) and not isinstance(on_socket_close, Mock):
+        on_socket_close(mqtt_client_mock, None, Mock(fileno=Mock(return_value=-1)))
+
+
+@pytest.fixture(scope="session")
+def private_key() -> rsa.RSAPrivateKey:
+    """Return one RSA-2048 key for the session (generating keys is slow)."""
+    return generate_private_key()
+
+
+@pytest.fixture(scope="session")
+def other_private_key() -> rsa.RSAPrivateKey:
+    """Return a second key, as a node flashed for another entry would hold."""
+    return generate_private_key()
+
+
+@pytest.fixture
+def public_key(private_key: rsa.RSAPrivateKey) -> rsa.RSAPublicKey:
+    """Return the public half a node encrypts with."""
+    return private_key.public_key()
+
+
+@pytest.fixture
+def entry_options() -> dict[str, Any]:
+    """Return the options the entry is created with."""
+    return {CONF_PUBLISH_INTERVAL: 5, CONF_STALE_INTERVALS: 3, CONF_LEGACY_TOPIC: False}
+
+
+@pytest.fixture
+def mock_config_entry(
+    private_key: rsa.RSAPrivateKey, entry_options: dict[str, Any]
+) -> MockConfigEntry:
+    """Return a config entry for node `kitchen`."""
+    return MockConfigEntry(
+        domain=DOMAIN,
+        title=NODE_ID,
+        unique_id=NODE_ID,
+        data={
+            CONF_NODE_ID: NODE_ID,
+            CONF_TOPIC_PREFIX: "iotshield",
+            CONF_PRIVATE_KEY: private_key_pem(private_key),
+        },
+        options=entry_options,
+        version=1,
+        minor_version=1,
+    )

@@ -1,0 +1,13 @@
+"""Helpers shared by the Home Assistant tests."""
+
+from __future__ import annotations
+
+from homeassistant.core import HomeAssistant
+from pytest_homeassistant_custom_component.common import async_fire_mqtt_message
+
+
+async def publish(hass: HomeAssistant, topic: str, payload: bytes | str) -> None:
+    """Deliver an MQTT message as the broker would and wait until it is fully processed."""
+    async_fire_mqtt_message(hass, topic, payload)
+    # Decryption runs in a background task and the executor.
+    await hass.async_block_till_done(wait_background_tasks=True)
