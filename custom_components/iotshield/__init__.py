@@ -9,7 +9,12 @@ from homeassistant.exceptions import ConfigEntryError, ConfigEntryNotReady
 from homeassistant.helpers import issue_registry as ir
 
 from .const import CONF_NODE_ID, CONF_PRIVATE_KEY, DOMAIN
-from .coordinator import IoTShieldConfigEntry, IoTShieldCoordinator, key_mismatch_issue_id
+from .coordinator import (
+    IoTShieldConfigEntry,
+    IoTShieldCoordinator,
+    entry_settings,
+    key_mismatch_issue_id,
+)
 from .keys import KeyImportError, fingerprint, load_private_key
 from .protocol import V1Decoder
 
@@ -42,8 +47,13 @@ async def async_setup_entry(hass: HomeAssistant, entry: IoTShieldConfigEntry) ->
 
 
 async def _async_update_listener(hass: HomeAssistant, entry: IoTShieldConfigEntry) -> None:
-    """Reload after options or a reconfiguration changed what the entry subscribes to."""
-    await hass.config_entries.async_reload(entry.entry_id)
+    """Reload after the options or a reconfiguration changed the entry's settings.
+
+    Home Assistant also updates the entry whenever the node announces itself again (MQTT
+    discovery records its discovery key), which must not reload anything.
+    """
+    if entry.runtime_data.loaded_settings != entry_settings(entry):
+        await hass.config_entries.async_reload(entry.entry_id)
 
 
 async def async_unload_entry(hass: HomeAssistant, entry: IoTShieldConfigEntry) -> bool:

@@ -57,6 +57,11 @@ class IoTShieldData:
     received_at: datetime | None = None
 
 
+def entry_settings(entry: ConfigEntry) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Return the parts of an entry that its coordinator is built from."""
+    return dict(entry.data), dict(entry.options)
+
+
 def key_mismatch_issue_id(node_id: str) -> str:
     """Return the repair issue id raised when a node's data cannot be decrypted."""
     return f"key_mismatch_{node_id}"
@@ -86,6 +91,8 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
         self.node_id: str = entry.data[CONF_NODE_ID]
         self.prefix: str = entry.data[CONF_TOPIC_PREFIX]
         self.key_fingerprint = key_fingerprint
+        # What this instance was built from; the entry also changes for other reasons.
+        self.loaded_settings = entry_settings(entry)
         self._decoder = decoder
         self.rejections = RejectionTracker(REJECTION_LOG_INTERVAL)
         self.announce: Announce | None = None

@@ -1,0 +1,211 @@
+"""Tests of the node's entities driven by real ciphertext through Home Assistant's MQTT."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from cryptography.hazmat.primitives.asymmetric import rsa
+import pytest
+
+from custom_components.iotshield.const import DOMAIN
+from homeassistant.components.sensor import ATTR_STATE_CLASS, SensorStateClass
+from homeassistant.const import (
+    ATTR_DEVICE_CLASS,
+    ATTR_UNIT_OF_MEASUREMENT,
+    STATE_OFF,
+    STATE_ON,
+    STATE_UNKNOWN,
+    EntityCategory,
+)
+from homeassistant.core import HomeAssistant, State
+from homeassistant.helpers import device_registry as dr, entity_registry as er
+from pytest_homeassistant_custom_component.common import (
+    MockConfigEntry,
+    mock_restore_cache_with_extra_data,
+)
+
+from .envelope import encrypt, telemetry
+from .helpers import publish
+
+pytestmark = pytest.mark.usefixtures("mqtt_mock")
+
+DATA_TOPIC = "iotshield/kitchen/sensors/data"
+
+# entity id -> (unique id suffix, device class, unit, state class, entity category)
+EXPECTED = {
+    "sensor.kitchen_temperature": ("temperature", "temperature", "°C", "measurement", None),
+    "sensor.kitchen_humidity": ("humidity", "humidity", "%", "measurement", None),
+    "sensor.kitchen_gas_level": ("gas_level", None, None, "measurement", None),
+    "sensor.kitchen_illuminance": ("illuminance", "illuminance", "lx", "measurement", None),
+    "binary_sensor.kitchen_flame": ("flame", None, None, None, None),
+    "binary_sensor.kitchen_motion": ("motion", "motion", None, None, None),
+    "sensor.kitchen_last_reading": ("last_reading", "timestamp", None, None, "diagnostic"),
+    "sensor.kitchen_rejected_payloads": (
+        "rejected_payloads",
+        None,
+        None,
+        "total_increasing",
+        "diagnostic",
+    ),
+}
+
+
+async def _setup(hass: HomeAssistant, entry: MockConfigEntry) -> None:
+    """Load the entry."""
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+
+
+async def test_entities_and_device(
+    hass: HomeAssistant,
+    mock_config_entry: MockConfigEntry,
+    entity_registry: er.EntityRegistry,
+    device_registry: dr.DeviceRegistry,
+) -> None:
+    """One device per node carries the six readings and two diagnostics, fully described."""
+    await _setup(hass, mock_config_entry)
+    device = device_registry.async_get_device(identifiers={(DOMAIN, "kitchen")})
+    assert device is not None
+    assert (device.name, device.manufacturer, device.model) == (
+        "kitchen",
+        "IoTShield",
+        "ESP32 safety node",
+    )
+    entries = er.async_entries_for_config_entry(entity_registry, mock_config_entry.entry_id)
+    assert {entry.entity_id for entry in entries} == set(EXPECTED)
+    for entity_id, (key, device_class, unit, state_class, category) in EXPECTED.items():
+        entry = entity_registry.async_get(entity_id)
+        assert entry is not None
+        assert entry.unique_id == f"kitchen_{key}"
+        assert entry.device_id == device.id
+        assert entry.entity_category == (EntityCategory(category) if category else None)
+        state = hass.states.get(entity_id)
+        assert state is not None
+        assert state.attributes.get(ATTR_DEVICE_CLASS) == device_class, entity_id
+        assert state.attributes.get(ATTR_UNIT_OF_MEASUREMENT) == unit, entity_id
+        assert state.attributes.get(ATTR_STATE_CLASS) == state_class, entity_id
+    assert entity_registry.async_get("sensor.kitchen_gas_level").translation_key == "gas_level"
+    assert hass.states.get("binary_sensor.kitchen_flame").name == "kitchen Flame"
+
+
+async def test_readings_become_states(
+    hass: HomeAssistant, mock_config_entry: MockConfigEntry, private_key: rsa.RSAPrivateKey
+) -> None:
+    """A reading encrypted as a node does shows up in every entity."""
+    await _setup(hass, mock_config_entry)
+    assert hass.states.get("sensor.kitchen_temperature").state == STATE_UNKNOWN
+    public = private_key.public_key()
+    await publish(
+        hass, DATA_TOPIC, encrypt(public, telemetry(t=23.47, h=51.2, g=0.123, l=420.5, f=1, m=1))
+    )
+    states = {entity_id: hass.states.get(entity_id).state for entity_id in EXPECTED}
+    assert states["sensor.kitchen_temperature"] == "23.47"
+    assert states["sensor.kitchen_humidity"] == "51.2"
+    assert states["sensor.kitchen_gas_level"] == "0.123"
+    assert states["sensor.kitchen_illuminance"] == "420.5"
+    assert states["binary_sensor.kitchen_flame"] == STATE_ON
+    assert states["binary_sensor.kitchen_motion"] == STATE_ON
+    assert states["sensor.kitchen_rejected_payloads"] == "0"
+    received = datetime.fromisoformat(states["sensor.kitchen_last_reading"])
+    assert abs((datetime.now(UTC) - received).total_seconds()) < 60
+
+    await publish(hass, DATA_TOPIC, encrypt(public, telemetry(seq=2, t=19.0, f=0, m=0)))
+    assert hass.states.get("sensor.kitchen_temperature").state == "19.0"
+    assert hass.states.get("binary_sensor.kitchen_flame").state == STATE_OFF
+    assert hass.states.get("binary_sensor.kitchen_motion").state == STATE_OFF
+
+
+async def test_unread_sensor_is_unknown(
+    hass: HomeAssistant, mock_config_entry: MockConfigEntry, private_key: rsa.RSAPrivateKey
+) -> None:
+    """A sensor the node could not read (null) becomes unknown; the others update."""
+    await _setup(hass, mock_config_entry)
+    public = private_key.public_key()
+    await publish(hass, DATA_TOPIC, encrypt(public, telemetry(t=20.0, m=1)))
+    await publish(hass, DATA_TOPIC, encrypt(public, telemetry(seq=2, t=None, h=40.0, m=None)))
+    assert hass.states.get("sensor.kitchen_temperature").state == STATE_UNKNOWN
+    assert hass.states.get("binary_sensor.kitchen_motion").state == STATE_UNKNOWN
+    assert hass.states.get("sensor.kitchen_humidity").state == "40.0"
+
+
+async def test_values_restored_until_fresh_data(
+    hass: HomeAssistant, mock_config_entry: MockConfigEntry, private_key: rsa.RSAPrivateKey
+) -> None:
+    """After a restart the last values show until the node sends new ones."""
+    mock_restore_cache_with_extra_data(
+        hass,
+        [
+            (
+                State("sensor.kitchen_temperature", "24.5"),
+                {"native_value": 24.5, "native_unit_of_measurement": "°C"},
+            ),
+            (
+                State("sensor.kitchen_last_reading", "2026-11-20T10:00:00+00:00"),
+                {
+                    "native_value": {
+                        "__type": "<class 'datetime.datetime'>",
+                        "isoformat": "2026-11-20T10:00:00+00:00",
+                    },
+                    "native_unit_of_measurement": None,
+                },
+            ),
+            (State("binary_sensor.kitchen_motion", STATE_ON), {}),
+        ],
+    )
+    await _setup(hass, mock_config_entry)
+    assert hass.states.get("sensor.kitchen_temperature").state == "24.5"
+    assert hass.states.get("binary_sensor.kitchen_motion").state == STATE_ON
+    assert hass.states.get("sensor.kitchen_last_reading").state == "2026-11-20T10:00:00+00:00"
+    assert hass.states.get("sensor.kitchen_humidity").state == STATE_UNKNOWN
+
+    await publish(hass, DATA_TOPIC, encrypt(private_key.public_key(), telemetry(t=21.0, m=0)))
+    assert hass.states.get("sensor.kitchen_temperature").state == "21.0"
+    assert hass.states.get("binary_sensor.kitchen_motion").state == STATE_OFF
+    assert hass.states.get("sensor.kitchen_last_reading").state != "2026-11-20T10:00:00+00:00"
+
+
+async def test_announce_sets_firmware_version(
+    hass: HomeAssistant,
+    mock_config_entry: MockConfigEntry,
+    device_registry: dr.DeviceRegistry,
+) -> None:
+    """The firmware a node announces is shown on its device; its interval sets staleness.
+
+    The announce also reaches MQTT discovery, which must not reload the entry.
+    """
+    await _setup(hass, mock_config_entry)
+    coordinator = mock_config_entry.runtime_data
+    await publish(
+        hass,
+        "iotshield/kitchen/status",
+        b'{"state":"online","node":"kitchen","fw":"1.4.2","interval":20}',
+    )
+    device = device_registry.async_get_device(identifiers={(DOMAIN, "kitchen")})
+    assert device is not None
+    assert device.sw_version == "1.4.2"
+    assert mock_config_entry.runtime_data is coordinator
+    assert coordinator.stale_after == 60.0
+
+
+@pytest.mark.parametrize(
+    "entry_options", [{"publish_interval": 5, "stale_intervals": 3, "legacy_topic": True}]
+)
+async def test_legacy_flat_topic(
+    hass: HomeAssistant,
+    mock_config_entry: MockConfigEntry,
+    private_key: rsa.RSAPrivateKey,
+) -> None:
+    """With the flat topic enabled, this node's readings count and other nodes' are ignored."""
+    await _setup(hass, mock_config_entry)
+    public = private_key.public_key()
+    await publish(hass, "iotshield/sensors/data", encrypt(public, telemetry(t=26.0)))
+    assert hass.states.get("sensor.kitchen_temperature").state == "26.0"
+    await publish(
+        hass, "iotshield/sensors/data", encrypt(public, telemetry(node_id="garage", t=35.0))
+    )
+    assert hass.states.get("sensor.kitchen_temperature").state == "26.0"
+    assert hass.states.get("sensor.kitchen_rejected_payloads").state == "0"
+    # On the node's own topic another node's id is an error.
+    await publish(hass, DATA_TOPIC, encrypt(public, telemetry(node_id="garage", t=35.0)))
+    assert hass.states.get("sensor.kitchen_rejected_payloads").state == "1"
