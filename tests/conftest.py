@@ -9,6 +9,8 @@ from unittest.mock import Mock
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+from pytest_homeassistant_custom_component.typing import MqttMockPahoClient
 
 # Import our package before Home Assistant's test plugin puts its own `custom_components` first.
 import custom_components.iotshield  # noqa: F401
@@ -22,8 +24,6 @@ from custom_components.iotshield.const import (
     DOMAIN,
 )
 from custom_components.iotshield.keys import generate_private_key, private_key_pem
-from pytest_homeassistant_custom_component.common import MockConfigEntry
-from pytest_homeassistant_custom_component.typing import MqttMockPahoClient
 
 NODE_ID = "kitchen"
 
@@ -45,12 +45,17 @@ def fail_on_deprecation_warnings(caplog: pytest.LogCaptureFixture) -> Generator[
     """Fail any test during which Home Assistant reports a deprecated API use."""
     caplog.set_level(logging.WARNING)
     yield
-    offending = [
+    offending = deprecation_reports(caplog.get_records("setup") + caplog.get_records("call"))
+    assert not offending, f"deprecated API use reported: {offending}"
+
+
+def deprecation_reports(records: list[logging.LogRecord]) -> list[str]:
+    """Return the log messages in which Home Assistant reports a deprecated API use."""
+    return [
         record.getMessage()
-        for record in caplog.get_records("call") + caplog.get_records("setup")
+        for record in records
         if any(marker in record.getMessage() for marker in DEPRECATION_MARKERS)
     ]
-    assert not offending, f"deprecated API use reported: {offending}"
 
 
 @pytest.fixture

@@ -8,16 +8,13 @@ import json
 import logging
 
 from cryptography.hazmat.primitives.asymmetric import rsa
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import issue_registry as ir
 import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_mqtt_message
 
 from custom_components.iotshield.const import DOMAIN, MAX_PENDING_ENVELOPES
 from custom_components.iotshield.protocol import Rejection
-from homeassistant.core import HomeAssistant
-from homeassistant.helpers import issue_registry as ir
-from pytest_homeassistant_custom_component.common import (
-    MockConfigEntry,
-    async_fire_mqtt_message,
-)
 
 from .envelope import encrypt, envelope, telemetry
 from .helpers import publish

@@ -7,7 +7,13 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from homeassistant.config_entries import SOURCE_MQTT, SOURCE_USER, ConfigEntryState
+from homeassistant.const import STATE_UNKNOWN
+from homeassistant.core import HomeAssistant
+from homeassistant.data_entry_flow import FlowResultType
+from homeassistant.helpers.service_info.mqtt import MqttServiceInfo
 import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.iotshield.const import (
     CONF_KEY_SOURCE,
@@ -26,12 +32,6 @@ from custom_components.iotshield.keys import (
     private_key_pem,
     public_key_pem,
 )
-from homeassistant.config_entries import SOURCE_MQTT, SOURCE_USER, ConfigEntryState
-from homeassistant.const import STATE_UNKNOWN
-from homeassistant.core import HomeAssistant
-from homeassistant.data_entry_flow import FlowResultType
-from homeassistant.helpers.service_info.mqtt import MqttServiceInfo
-from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from .envelope import encrypt, telemetry
 from .helpers import publish
@@ -58,7 +58,11 @@ async def _start_user_flow(hass: HomeAssistant, **fields: Any) -> dict[str, Any]
     result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
     assert result["type"] is FlowResultType.FORM
     assert result["step_id"] == "user"
-    user_input = {CONF_NODE_ID: "garage", CONF_TOPIC_PREFIX: "iotshield", CONF_KEY_SOURCE: "generate"}
+    user_input = {
+        CONF_NODE_ID: "garage",
+        CONF_TOPIC_PREFIX: "iotshield",
+        CONF_KEY_SOURCE: "generate",
+    }
     user_input.update(fields)
     return dict(await hass.config_entries.flow.async_configure(result["flow_id"], user_input))
 
@@ -247,7 +251,9 @@ async def test_discovery_in_progress_aborts_second(hass: HomeAssistant) -> None:
         ),
     ],
 )
-async def test_discovery_of_something_else_aborts(hass: HomeAssistant, info: MqttServiceInfo) -> None:
+async def test_discovery_of_something_else_aborts(
+    hass: HomeAssistant, info: MqttServiceInfo
+) -> None:
     """Messages that are not an IoTShield status do not start a wizard."""
     result = await hass.config_entries.flow.async_init(
         DOMAIN, context={"source": SOURCE_MQTT}, data=info
@@ -287,9 +293,7 @@ async def test_reconfigure_keep_key(
     assert hass.states.get("sensor.kitchen_temperature").state == "31.0"
 
 
-async def test_reconfigure_new_key(
-    hass: HomeAssistant, mock_config_entry: MockConfigEntry
-) -> None:
+async def test_reconfigure_new_key(hass: HomeAssistant, mock_config_entry: MockConfigEntry) -> None:
     """A new key is shown for flashing and then replaces the old one."""
     mock_config_entry.add_to_hass(hass)
     old_key = mock_config_entry.data[CONF_PRIVATE_KEY]

@@ -5,15 +5,15 @@ from __future__ import annotations
 import json
 
 from cryptography.hazmat.primitives.asymmetric import rsa
-import pytest
-
-from custom_components.iotshield.keys import fingerprint
 from homeassistant.core import HomeAssistant
+import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 from pytest_homeassistant_custom_component.components.diagnostics import (
     get_diagnostics_for_config_entry,
 )
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
+
+from custom_components.iotshield.keys import fingerprint
 
 from .envelope import encrypt, telemetry
 from .helpers import publish
@@ -31,7 +31,9 @@ async def test_diagnostics_redact_the_key(
     assert await hass.config_entries.async_setup(mock_config_entry.entry_id)
     await hass.async_block_till_done()
     await publish(hass, "iotshield/kitchen/status", b'{"state":"online","fw":"1.0.0","interval":5}')
-    await publish(hass, "iotshield/kitchen/sensors/data", encrypt(private_key.public_key(), telemetry(t=22.5)))
+    await publish(
+        hass, "iotshield/kitchen/sensors/data", encrypt(private_key.public_key(), telemetry(t=22.5))
+    )
     await publish(hass, "iotshield/kitchen/sensors/data", b"junk")
 
     result = await get_diagnostics_for_config_entry(hass, hass_client, mock_config_entry)

@@ -5,14 +5,14 @@ from __future__ import annotations
 from unittest.mock import patch
 
 from cryptography.hazmat.primitives.asymmetric import rsa
-import pytest
-
-from custom_components.iotshield.const import CONF_PRIVATE_KEY, DOMAIN
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import STATE_UNAVAILABLE
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import issue_registry as ir
+import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+from custom_components.iotshield.const import CONF_PRIVATE_KEY, DOMAIN
 
 from .envelope import encrypt, telemetry
 from .helpers import publish
@@ -69,9 +69,7 @@ async def test_not_ready_without_mqtt(
 ) -> None:
     """Without a connected MQTT client the entry retries later."""
     mock_config_entry.add_to_hass(hass)
-    with patch(
-        "custom_components.iotshield.mqtt.async_wait_for_mqtt_client", return_value=False
-    ):
+    with patch("custom_components.iotshield.mqtt.async_wait_for_mqtt_client", return_value=False):
         await hass.config_entries.async_setup(mock_config_entry.entry_id)
         await hass.async_block_till_done()
     assert mock_config_entry.state is ConfigEntryState.SETUP_RETRY

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import subprocess
 
@@ -20,9 +21,11 @@ from custom_components.iotshield.keys import (
 )
 
 
-def _pem(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey,
-         fmt: serialization.PrivateFormat = serialization.PrivateFormat.PKCS8,
-         encryption: serialization.KeySerializationEncryption | None = None) -> str:
+def _pem(
+    key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey,
+    fmt: serialization.PrivateFormat = serialization.PrivateFormat.PKCS8,
+    encryption: serialization.KeySerializationEncryption | None = None,
+) -> str:
     """Serialise a private key the way users' tools do."""
     return key.private_bytes(
         serialization.Encoding.PEM, fmt, encryption or serialization.NoEncryption()
@@ -55,7 +58,10 @@ def test_accepts_longer_keys() -> None:
     [
         (lambda: "", KeyProblem.INVALID),
         (lambda: "hello", KeyProblem.INVALID),
-        (lambda: "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----", KeyProblem.INVALID),
+        (
+            lambda: "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----",
+            KeyProblem.INVALID,
+        ),
         (
             lambda: public_key_pem(rsa.generate_private_key(public_exponent=65537, key_size=2048)),
             KeyProblem.INVALID,
@@ -93,8 +99,6 @@ def test_fingerprint_matches_openssl(private_key: rsa.RSAPrivateKey, tmp_path: o
         capture_output=True,
         check=True,
     ).stdout
-    import hashlib
-
     assert fingerprint(private_key) == hashlib.sha256(der).hexdigest()
     assert len(fingerprint(private_key)) == 64
     grouped = format_fingerprint(fingerprint(private_key))

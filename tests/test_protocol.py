@@ -172,9 +172,13 @@ def test_decode_batch_keeps_order_and_reasons(private_key: rsa.RSAPrivateKey) ->
     results = decoder.decode_batch(
         [encrypt(public, telemetry(seq=1)), b"garbage", encrypt(public, telemetry(seq=3))]
     )
-    assert isinstance(results[0], Telemetry) and results[0].seq == 1
-    assert isinstance(results[1], PayloadRejected) and results[1].reason is Rejection.MALFORMED
-    assert isinstance(results[2], Telemetry) and results[2].seq == 3
+    first, second, third = results
+    assert isinstance(first, Telemetry)
+    assert first.seq == 1
+    assert isinstance(second, PayloadRejected)
+    assert second.reason is Rejection.MALFORMED
+    assert isinstance(third, Telemetry)
+    assert third.seq == 3
 
 
 def test_status_parsing() -> None:
@@ -183,7 +187,13 @@ def test_status_parsing() -> None:
     assert parse_status(b"offline").online is False  # type: ignore[union-attr]
     announce = parse_status(
         json.dumps(
-            {"state": "online", "node": "kitchen", "fw": "1.2.3", "interval": 10, "key_fp": "A" * 64}
+            {
+                "state": "online",
+                "node": "kitchen",
+                "fw": "1.2.3",
+                "interval": 10,
+                "key_fp": "A" * 64,
+            }
         ).encode()
     )
     assert announce is not None

@@ -5,10 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from cryptography.hazmat.primitives.asymmetric import rsa
-import pytest
-
-from custom_components.iotshield.const import DOMAIN
-from homeassistant.components.sensor import ATTR_STATE_CLASS, SensorStateClass
+from homeassistant.components.sensor import ATTR_STATE_CLASS
 from homeassistant.const import (
     ATTR_DEVICE_CLASS,
     ATTR_UNIT_OF_MEASUREMENT,
@@ -19,10 +16,13 @@ from homeassistant.const import (
 )
 from homeassistant.core import HomeAssistant, State
 from homeassistant.helpers import device_registry as dr, entity_registry as er
+import pytest
 from pytest_homeassistant_custom_component.common import (
     MockConfigEntry,
     mock_restore_cache_with_extra_data,
 )
+
+from custom_components.iotshield.const import DOMAIN
 
 from .envelope import encrypt, telemetry
 from .helpers import publish
@@ -65,8 +65,8 @@ async def test_entities_and_device(
 ) -> None:
     """One device per node carries the six readings and two diagnostics, fully described."""
     await _setup(hass, mock_config_entry)
-    device = device_registry.async_get_device(identifiers={(DOMAIN, "kitchen")})
-    assert device is not None
+    (device,) = dr.async_entries_for_config_entry(device_registry, mock_config_entry.entry_id)
+    assert device.identifiers == {(DOMAIN, "kitchen")}
     assert (device.name, device.manufacturer, device.model) == (
         "kitchen",
         "IoTShield",
@@ -181,8 +181,7 @@ async def test_announce_sets_firmware_version(
         "iotshield/kitchen/status",
         b'{"state":"online","node":"kitchen","fw":"1.4.2","interval":20}',
     )
-    device = device_registry.async_get_device(identifiers={(DOMAIN, "kitchen")})
-    assert device is not None
+    (device,) = dr.async_entries_for_config_entry(device_registry, mock_config_entry.entry_id)
     assert device.sw_version == "1.4.2"
     assert mock_config_entry.runtime_data is coordinator
     assert coordinator.stale_after == 60.0

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import voluptuous as vol
 from cryptography.hazmat.primitives.asymmetric import rsa
-
 from homeassistant.config_entries import (
     SOURCE_RECONFIGURE,
     ConfigEntry,
@@ -27,6 +25,7 @@ from homeassistant.helpers.selector import (
     TextSelectorConfig,
 )
 from homeassistant.helpers.service_info.mqtt import MqttServiceInfo
+import voluptuous as vol
 
 from .const import (
     CONF_KEY_SOURCE,

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+import time
 from typing import Any
 
 from homeassistant.components import mqtt
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
-from homeassistant.helpers import device_registry as dr
-from homeassistant.helpers import issue_registry as ir
+from homeassistant.helpers import device_registry as dr, issue_registry as ir
 from homeassistant.helpers.event import async_call_later
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator
 from homeassistant.util import dt as dt_util
@@ -55,6 +54,11 @@ class IoTShieldData:
 
     telemetry: Telemetry | None = None
     received_at: datetime | None = None
+
+
+def _as_bytes(payload: str | bytes | bytearray) -> bytes:
+    """Return an MQTT payload as bytes (subscriptions use encoding=None, so it already is)."""
+    return payload.encode("utf-8") if isinstance(payload, str) else bytes(payload)
 
 
 def entry_settings(entry: ConfigEntry) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -152,18 +156,16 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
     @callback
     def _on_data(self, msg: mqtt.ReceiveMessage) -> None:
         """Queue an envelope from the node's own topic."""
-        self._enqueue(msg.payload, legacy=False)
+        self._enqueue(_as_bytes(msg.payload), legacy=False)
 
     @callback
     def _on_legacy_data(self, msg: mqtt.ReceiveMessage) -> None:
         """Queue an envelope from the seed's flat topic, where other nodes publish too."""
-        self._enqueue(msg.payload, legacy=True)
+        self._enqueue(_as_bytes(msg.payload), legacy=True)
 
     @callback
-    def _enqueue(self, payload: Any, *, legacy: bool) -> None:
+    def _enqueue(self, payload: bytes, *, legacy: bool) -> None:
         """Size-check a payload and hand it to the decrypting worker; never raises."""
-        if isinstance(payload, str):
-            payload = payload.encode("utf-8")
         if len(payload) > MAX_ENVELOPE_BYTES:
             self._reject(PayloadRejected(Rejection.OVERSIZE, f"{len(payload)} bytes"))
             return
@@ -241,7 +243,7 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
     @callback
     def _on_status(self, msg: mqtt.ReceiveMessage) -> None:
         """Track the node's online/offline state and what it announces."""
-        payload = msg.payload if isinstance(msg.payload, bytes) else msg.payload.encode()
+        payload = _as_bytes(msg.payload)
         if not payload:
             # An empty retained message only clears the topic.
             return

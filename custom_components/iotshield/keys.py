@@ -5,8 +5,8 @@ Plain Python with no Home Assistant import, so it can be tested and reused on it
 
 from __future__ import annotations
 
-import hashlib
 from enum import StrEnum
+import hashlib
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+from dataclasses import dataclass
+from enum import StrEnum
 import json
 import math
 import re
-from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any, Final
 
 from cryptography.hazmat.primitives import hashes
@@ -24,6 +24,9 @@ MAX_ENVELOPE_BYTES: Final = 1024
 # OAEP with SHA-256 costs 2 * 32 + 2 bytes of the modulus.
 OAEP_SHA256_OVERHEAD: Final = 66
 MAX_STATUS_BYTES: Final = 2048
+MAX_EPSILON: Final = 100.0
+MAX_ANNOUNCED_INTERVAL: Final = 86_400
+FINGERPRINT_HEX_DIGITS: Final = 64
 
 NODE_ID_PATTERN: Final = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 TOPIC_PREFIX_PATTERN: Final = re.compile(r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
@@ -32,7 +35,9 @@ UINT32_MAX: Final = 2**32 - 1
 STATUS_ONLINE: Final = "online"
 STATUS_OFFLINE: Final = "offline"
 
-_OAEP: Final = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
+_OAEP: Final = padding.OAEP(
+    mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None
+)
 
 
 class Rejection(StrEnum):
@@ -192,15 +197,21 @@ def parse_envelope(payload: bytes, key_bytes: int) -> bytes:
     return ciphertext
 
 
-def _number(value: Any, field: str) -> float | None:
-    """Check one continuous reading: null, or a finite number within its range."""
-    if value is None:
-        return None
+def _finite(value: Any, field: str) -> float:
+    """Check that a value is a JSON number (not a boolean) and finite."""
     if type(value) not in (int, float):
         raise PayloadRejected(Rejection.INVALID_SCHEMA, f"{field} is not a number")
     number = float(value)
     if not math.isfinite(number):
         raise PayloadRejected(Rejection.NON_FINITE, field)
+    return number
+
+
+def _number(value: Any, field: str) -> float | None:
+    """Check one continuous reading: null, or a finite number within its range."""
+    if value is None:
+        return None
+    number = _finite(value, field)
     bounds = RANGES[field]
     if not bounds.low <= number <= bounds.high:
         raise PayloadRejected(Rejection.OUT_OF_RANGE, f"{field}={number}")
@@ -233,16 +244,11 @@ def _privacy(value: Any) -> PrivacyParams | None:
         return None
     if not isinstance(value, dict):
         raise PayloadRejected(Rejection.INVALID_SCHEMA, "p is not an object")
-    epsilon, delta = value.get("e"), value.get("d")
-    for name, item in (("p.e", epsilon), ("p.d", delta)):
-        if type(item) not in (int, float):
-            raise PayloadRejected(Rejection.INVALID_SCHEMA, f"{name} is not a number")
-        if not math.isfinite(item):
-            raise PayloadRejected(Rejection.NON_FINITE, name)
-    assert isinstance(epsilon, int | float) and isinstance(delta, int | float)
-    if not 0 < epsilon <= 100 or not 0 < delta < 1:
+    epsilon = _finite(value.get("e"), "p.e")
+    delta = _finite(value.get("d"), "p.d")
+    if not 0 < epsilon <= MAX_EPSILON or not 0 < delta < 1:
         raise PayloadRejected(Rejection.OUT_OF_RANGE, f"p.e={epsilon} p.d={delta}")
-    return PrivacyParams(float(epsilon), float(delta))
+    return PrivacyParams(epsilon, delta)
 
 
 def parse_telemetry(plaintext: bytes, expected_node: str) -> Telemetry:
@@ -329,6 +335,12 @@ def parse_status(payload: bytes) -> Announce | None:
     return Announce(
         online=doc["state"] == STATUS_ONLINE,
         firmware=firmware[:32] if isinstance(firmware, str) else None,
-        interval=interval if type(interval) is int and 1 <= interval <= 86_400 else None,
-        key_fingerprint=key_fp.lower() if isinstance(key_fp, str) and len(key_fp) == 64 else None,
+        interval=(
+            interval if type(interval) is int and 1 <= interval <= MAX_ANNOUNCED_INTERVAL else None
+        ),
+        key_fingerprint=(
+            key_fp.lower()
+            if isinstance(key_fp, str) and len(key_fp) == FINGERPRINT_HEX_DIGITS
+            else None
+        ),
     )

@@ -1,0 +1,112 @@
+"""A real Mosquitto broker on loopback, password-protected, for end-to-end tests."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+USERNAME = "homeassistant"
+PASSWORD = "correct-horse-battery-staple"
+
+
+@dataclass(frozen=True)
+class Broker:
+    """Where the test broker listens and how to log in."""
+
+    host: str
+    port: int
+    username: str
+    password: str
+    process: subprocess.Popen[bytes]
+    directory: Path
+
+
+def _free_port() -> int:
+    """Return a loopback port nobody listens on."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _find(name: str) -> str:
+    """Locate a Mosquitto program; scripts/setup installs it."""
+    path = shutil.which(name) or next(
+        (str(p) for p in (Path("/usr/sbin") / name, Path("/usr/bin") / name) if p.exists()), None
+    )
+    if path is None:
+        pytest.fail(f"{name} is not installed; run scripts/setup")
+    return path
+
+
+def start_broker(directory: Path | None = None, port: int | None = None) -> Broker:
+    """Start Mosquitto with a password file and no anonymous access; wait until it listens."""
+    if directory is None:
+        # Mosquitto started as root drops to its own user, which must read these files.
+        directory = Path(tempfile.mkdtemp(prefix="iotshield-broker-"))
+        directory.chmod(0o755)
+    port = port or _free_port()
+    pwfile = directory / "passwd"
+    if not pwfile.exists():
+        subprocess.run(
+            [_find("mosquitto_passwd"), "-b", "-c", str(pwfile), USERNAME, PASSWORD],
+            check=True,
+            capture_output=True,
+        )
+        pwfile.chmod(0o644)
+    conf = directory / "mosquitto.conf"
+    conf.write_text(
+        f"listener {port} 127.0.0.1\n"
+        "allow_anonymous false\n"
+        f"password_file {pwfile}\n"
+        "persistence false\n"
+        "log_dest stderr\n"
+    )
+    conf.chmod(0o644)
+    process = subprocess.Popen(
+        [_find("mosquitto"), "-c", str(conf)],
+        stdout=subprocess.DEVNULL,
+        stderr=(directory / "broker.log").open("ab"),
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            log = (directory / "broker.log").read_text(errors="replace")
+            pytest.fail(f"mosquitto exited at once: {log}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            break
+        time.sleep(0.05)
+    else:
+        process.kill()
+        pytest.fail("mosquitto did not start listening")
+    return Broker("127.0.0.1", port, USERNAME, PASSWORD, process, directory)
+
+
+def stop_broker(broker: Broker) -> None:
+    """Stop the broker and wait for it."""
+    broker.process.terminate()
+    try:
+        broker.process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        broker.process.kill()
+        broker.process.wait()
+
+
+@pytest.fixture
+def mosquitto() -> Generator[Broker]:
+    """Run a real broker for one test."""
+    broker = start_broker()
+    try:
+        yield broker
+    finally:
+        stop_broker(broker)
+        shutil.rmtree(broker.directory, ignore_errors=True)
