@@ -13,7 +13,7 @@ import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
 
 from .envelope import encrypt, telemetry
-from .helpers import publish
+from .helpers import publish, setup_entry
 
 pytestmark = pytest.mark.usefixtures("mqtt_mock")
 
@@ -39,13 +39,6 @@ def _unavailable(hass: HomeAssistant) -> set[str]:
     }
 
 
-async def _setup(hass: HomeAssistant, entry: MockConfigEntry) -> None:
-    """Load the entry."""
-    entry.add_to_hass(hass)
-    assert await hass.config_entries.async_setup(entry.entry_id)
-    await hass.async_block_till_done()
-
-
 async def test_last_will_and_return(
     hass: HomeAssistant,
     mock_config_entry: MockConfigEntry,
@@ -53,7 +46,7 @@ async def test_last_will_and_return(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """`offline` makes the node's entities unavailable; `online` brings them back with values."""
-    await _setup(hass, mock_config_entry)
+    await setup_entry(hass, mock_config_entry)
     await publish(hass, STATUS_TOPIC, b"online")
     await publish(hass, DATA_TOPIC, encrypt(private_key.public_key(), telemetry(t=20.5)))
     assert _unavailable(hass) == set()
@@ -78,7 +71,7 @@ async def test_stale_node_becomes_unavailable(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Without a valid reading for three intervals the node is unavailable until one arrives."""
-    await _setup(hass, mock_config_entry)
+    await setup_entry(hass, mock_config_entry)
     public = private_key.public_key()
     await publish(hass, DATA_TOPIC, encrypt(public, telemetry(t=20.0)))
 
@@ -110,7 +103,7 @@ async def test_never_heard_node_goes_stale(
     hass: HomeAssistant, mock_config_entry: MockConfigEntry, freezer: FrozenDateTimeFactory
 ) -> None:
     """A node that never sends anything after a restart does not look alive forever."""
-    await _setup(hass, mock_config_entry)
+    await setup_entry(hass, mock_config_entry)
     assert _unavailable(hass) == set()
     freezer.tick(timedelta(seconds=16))
     async_fire_time_changed(hass)
@@ -125,7 +118,7 @@ async def test_announced_interval_sets_staleness(
     freezer: FrozenDateTimeFactory,
 ) -> None:
     """A node that announces a 60 s interval is allowed three minutes of silence."""
-    await _setup(hass, mock_config_entry)
+    await setup_entry(hass, mock_config_entry)
     await publish(hass, STATUS_TOPIC, b'{"state":"online","node":"kitchen","interval":60}')
     await publish(hass, DATA_TOPIC, encrypt(private_key.public_key(), telemetry()))
     freezer.tick(timedelta(seconds=170))

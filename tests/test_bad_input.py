@@ -14,10 +14,11 @@ import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_mqtt_message
 
 from custom_components.iotshield.const import DOMAIN, MAX_PENDING_ENVELOPES
+from custom_components.iotshield.keys import fingerprint, format_fingerprint
 from custom_components.iotshield.protocol import Rejection
 
 from .envelope import encrypt, envelope, telemetry
-from .helpers import publish
+from .helpers import publish, setup_entry
 
 pytestmark = pytest.mark.usefixtures("mqtt_mock")
 
@@ -74,9 +75,7 @@ async def _setup_with_reading(
     hass: HomeAssistant, entry: MockConfigEntry, public: rsa.RSAPublicKey
 ) -> None:
     """Load the entry and give it one valid reading."""
-    entry.add_to_hass(hass)
-    assert await hass.config_entries.async_setup(entry.entry_id)
-    await hass.async_block_till_done()
+    await setup_entry(hass, entry)
     await publish(hass, DATA_TOPIC, encrypt(public, telemetry(t=21.5, f=0, m=1)))
 
 
@@ -226,3 +225,30 @@ async def test_interleaved_failures_do_not_raise_repair(
         await publish(hass, DATA_TOPIC, encrypt(public, telemetry(seq=seq)))
     assert issue_registry.async_get_issue(DOMAIN, "key_mismatch_kitchen") is None
     assert mock_config_entry.runtime_data.rejections.count(Rejection.DECRYPT_FAILED) == 12
+
+
+async def test_announced_foreign_key_raises_repair_at_once(
+    hass: HomeAssistant,
+    mock_config_entry: MockConfigEntry,
+    private_key: rsa.RSAPrivateKey,
+    other_private_key: rsa.RSAPrivateKey,
+    issue_registry: ir.IssueRegistry,
+) -> None:
+    """A node announcing another key's fingerprint is reported before any reading is lost."""
+    await _setup_with_reading(hass, mock_config_entry, private_key.public_key())
+    wrong = fingerprint(other_private_key)
+    await publish(
+        hass, "iotshield/kitchen/status", json.dumps({"state": "online", "key_fp": wrong}).encode()
+    )
+    issue = issue_registry.async_get_issue(DOMAIN, "announced_key_mismatch_kitchen")
+    assert issue is not None
+    assert issue.translation_placeholders == {
+        "node_id": "kitchen",
+        "expected": format_fingerprint(fingerprint(private_key)),
+        "announced": format_fingerprint(wrong),
+    }
+    right = fingerprint(private_key).upper()
+    await publish(
+        hass, "iotshield/kitchen/status", json.dumps({"state": "online", "key_fp": right}).encode()
+    )
+    assert issue_registry.async_get_issue(DOMAIN, "announced_key_mismatch_kitchen") is None

@@ -34,7 +34,7 @@ from custom_components.iotshield.keys import (
 )
 
 from .envelope import encrypt, telemetry
-from .helpers import publish
+from .helpers import publish, setup_entry
 
 pytestmark = pytest.mark.usefixtures("mqtt_mock")
 
@@ -266,9 +266,7 @@ async def test_reconfigure_keep_key(
     hass: HomeAssistant, mock_config_entry: MockConfigEntry, private_key: rsa.RSAPrivateKey
 ) -> None:
     """The prefix can change without touching the key; the entry reloads onto new topics."""
-    mock_config_entry.add_to_hass(hass)
-    assert await hass.config_entries.async_setup(mock_config_entry.entry_id)
-    await hass.async_block_till_done()
+    await setup_entry(hass, mock_config_entry)
     old_key = mock_config_entry.data[CONF_PRIVATE_KEY]
     result = await mock_config_entry.start_reconfigure_flow(hass)
     assert result["type"] is FlowResultType.FORM
@@ -337,9 +335,7 @@ async def test_reconfigure_import_key(
 
 async def test_options_flow(hass: HomeAssistant, mock_config_entry: MockConfigEntry) -> None:
     """Options are shown with current values and stored as integers and a flag."""
-    mock_config_entry.add_to_hass(hass)
-    assert await hass.config_entries.async_setup(mock_config_entry.entry_id)
-    await hass.async_block_till_done()
+    await setup_entry(hass, mock_config_entry)
     result = await hass.config_entries.options.async_init(mock_config_entry.entry_id)
     assert result["type"] is FlowResultType.FORM
     assert result["step_id"] == "init"

@@ -16,7 +16,7 @@ from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 from custom_components.iotshield.keys import fingerprint
 
 from .envelope import encrypt, telemetry
-from .helpers import publish
+from .helpers import publish, setup_entry
 
 
 @pytest.mark.usefixtures("mqtt_mock")
@@ -27,9 +27,7 @@ async def test_diagnostics_redact_the_key(
     private_key: rsa.RSAPrivateKey,
 ) -> None:
     """The download explains the node's state and counters but never holds the private key."""
-    mock_config_entry.add_to_hass(hass)
-    assert await hass.config_entries.async_setup(mock_config_entry.entry_id)
-    await hass.async_block_till_done()
+    await setup_entry(hass, mock_config_entry)
     await publish(hass, "iotshield/kitchen/status", b'{"state":"online","fw":"1.0.0","interval":5}')
     await publish(
         hass, "iotshield/kitchen/sensors/data", encrypt(private_key.public_key(), telemetry(t=22.5))

@@ -15,7 +15,7 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 from custom_components.iotshield.const import CONF_PRIVATE_KEY, DOMAIN
 
 from .envelope import encrypt, telemetry
-from .helpers import publish
+from .helpers import publish, setup_entry
 
 DATA_TOPIC = "iotshield/kitchen/sensors/data"
 
@@ -25,9 +25,7 @@ async def test_load_unload_leaves_no_subscription(
     hass: HomeAssistant, mock_config_entry: MockConfigEntry, private_key: rsa.RSAPrivateKey
 ) -> None:
     """After unloading, nothing listens to the node's topics any more."""
-    mock_config_entry.add_to_hass(hass)
-    assert await hass.config_entries.async_setup(mock_config_entry.entry_id)
-    await hass.async_block_till_done()
+    await setup_entry(hass, mock_config_entry)
     assert mock_config_entry.state is ConfigEntryState.LOADED
     coordinator = mock_config_entry.runtime_data
     await publish(hass, DATA_TOPIC, b"junk")
@@ -51,9 +49,7 @@ async def test_reload_subscribes_once(
     hass: HomeAssistant, mock_config_entry: MockConfigEntry, private_key: rsa.RSAPrivateKey
 ) -> None:
     """A reload replaces the subscriptions instead of adding a second set."""
-    mock_config_entry.add_to_hass(hass)
-    assert await hass.config_entries.async_setup(mock_config_entry.entry_id)
-    await hass.async_block_till_done()
+    await setup_entry(hass, mock_config_entry)
     assert await hass.config_entries.async_reload(mock_config_entry.entry_id)
     await hass.async_block_till_done()
     coordinator = mock_config_entry.runtime_data
@@ -97,9 +93,7 @@ async def test_removing_entry_removes_repair_issue(
     other_private_key: rsa.RSAPrivateKey,
 ) -> None:
     """A key-mismatch repair of a node goes away with the node."""
-    mock_config_entry.add_to_hass(hass)
-    assert await hass.config_entries.async_setup(mock_config_entry.entry_id)
-    await hass.async_block_till_done()
+    await setup_entry(hass, mock_config_entry)
     foreign = encrypt(other_private_key.public_key(), telemetry())
     for _ in range(5):
         await publish(hass, DATA_TOPIC, foreign)

@@ -25,7 +25,7 @@ from pytest_homeassistant_custom_component.common import (
 from custom_components.iotshield.const import DOMAIN
 
 from .envelope import encrypt, telemetry
-from .helpers import publish
+from .helpers import publish, setup_entry
 
 pytestmark = pytest.mark.usefixtures("mqtt_mock")
 
@@ -50,13 +50,6 @@ EXPECTED = {
 }
 
 
-async def _setup(hass: HomeAssistant, entry: MockConfigEntry) -> None:
-    """Load the entry."""
-    entry.add_to_hass(hass)
-    assert await hass.config_entries.async_setup(entry.entry_id)
-    await hass.async_block_till_done()
-
-
 async def test_entities_and_device(
     hass: HomeAssistant,
     mock_config_entry: MockConfigEntry,
@@ -64,7 +57,7 @@ async def test_entities_and_device(
     device_registry: dr.DeviceRegistry,
 ) -> None:
     """One device per node carries the six readings and two diagnostics, fully described."""
-    await _setup(hass, mock_config_entry)
+    await setup_entry(hass, mock_config_entry)
     (device,) = dr.async_entries_for_config_entry(device_registry, mock_config_entry.entry_id)
     assert device.identifiers == {(DOMAIN, "kitchen")}
     assert (device.name, device.manufacturer, device.model) == (
@@ -93,7 +86,7 @@ async def test_readings_become_states(
     hass: HomeAssistant, mock_config_entry: MockConfigEntry, private_key: rsa.RSAPrivateKey
 ) -> None:
     """A reading encrypted as a node does shows up in every entity."""
-    await _setup(hass, mock_config_entry)
+    await setup_entry(hass, mock_config_entry)
     assert hass.states.get("sensor.kitchen_temperature").state == STATE_UNKNOWN
     public = private_key.public_key()
     await publish(
@@ -120,7 +113,7 @@ async def test_unread_sensor_is_unknown(
     hass: HomeAssistant, mock_config_entry: MockConfigEntry, private_key: rsa.RSAPrivateKey
 ) -> None:
     """A sensor the node could not read (null) becomes unknown; the others update."""
-    await _setup(hass, mock_config_entry)
+    await setup_entry(hass, mock_config_entry)
     public = private_key.public_key()
     await publish(hass, DATA_TOPIC, encrypt(public, telemetry(t=20.0, m=1)))
     await publish(hass, DATA_TOPIC, encrypt(public, telemetry(seq=2, t=None, h=40.0, m=None)))
@@ -153,7 +146,7 @@ async def test_values_restored_until_fresh_data(
             (State("binary_sensor.kitchen_motion", STATE_ON), {}),
         ],
     )
-    await _setup(hass, mock_config_entry)
+    await setup_entry(hass, mock_config_entry)
     assert hass.states.get("sensor.kitchen_temperature").state == "24.5"
     assert hass.states.get("binary_sensor.kitchen_motion").state == STATE_ON
     assert hass.states.get("sensor.kitchen_last_reading").state == "2026-11-20T10:00:00+00:00"
@@ -174,7 +167,7 @@ async def test_announce_sets_firmware_version(
 
     The announce also reaches MQTT discovery, which must not reload the entry.
     """
-    await _setup(hass, mock_config_entry)
+    await setup_entry(hass, mock_config_entry)
     coordinator = mock_config_entry.runtime_data
     await publish(
         hass,
@@ -196,7 +189,7 @@ async def test_legacy_flat_topic(
     private_key: rsa.RSAPrivateKey,
 ) -> None:
     """With the flat topic enabled, this node's readings count and other nodes' are ignored."""
-    await _setup(hass, mock_config_entry)
+    await setup_entry(hass, mock_config_entry)
     public = private_key.public_key()
     await publish(hass, "iotshield/sensors/data", encrypt(public, telemetry(t=26.0)))
     assert hass.states.get("sensor.kitchen_temperature").state == "26.0"

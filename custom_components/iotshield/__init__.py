@@ -12,6 +12,7 @@ from .const import CONF_NODE_ID, CONF_PRIVATE_KEY, DOMAIN
 from .coordinator import (
     IoTShieldConfigEntry,
     IoTShieldCoordinator,
+    announced_key_issue_id,
     entry_settings,
     key_mismatch_issue_id,
 )
@@ -62,5 +63,7 @@ async def async_unload_entry(hass: HomeAssistant, entry: IoTShieldConfigEntry) -
 
 
 async def async_remove_entry(hass: HomeAssistant, entry: IoTShieldConfigEntry) -> None:
-    """Drop the node's repair issue when the node is removed."""
-    ir.async_delete_issue(hass, DOMAIN, key_mismatch_issue_id(entry.data[CONF_NODE_ID]))
+    """Drop the node's repair issues when the node is removed."""
+    node_id = entry.data[CONF_NODE_ID]
+    for issue_id in (key_mismatch_issue_id(node_id), announced_key_issue_id(node_id)):
+        ir.async_delete_issue(hass, DOMAIN, issue_id)

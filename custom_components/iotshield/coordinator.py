@@ -31,6 +31,7 @@ from .const import (
     MAX_PENDING_ENVELOPES,
     REJECTION_LOG_INTERVAL,
 )
+from .keys import format_fingerprint
 from .protocol import (
     MAX_ENVELOPE_BYTES,
     Announce,
@@ -69,6 +70,11 @@ def entry_settings(entry: ConfigEntry) -> tuple[dict[str, Any], dict[str, Any]]:
 def key_mismatch_issue_id(node_id: str) -> str:
     """Return the repair issue id raised when a node's data cannot be decrypted."""
     return f"key_mismatch_{node_id}"
+
+
+def announced_key_issue_id(node_id: str) -> str:
+    """Return the repair issue id raised when a node announces another key's fingerprint."""
+    return f"announced_key_mismatch_{node_id}"
 
 
 class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
@@ -257,12 +263,35 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
             # Coming back online earns a full staleness window.
             self._stale = False
             self._arm_stale_clock()
+        if announce.key_fingerprint is not None:
+            self._check_announced_key(announce.key_fingerprint)
         if announce.firmware is not None or announce.interval is not None:
             self.announce = announce
             self._update_device(announce)
             self._arm_stale_clock()
         self._log_availability()
         self.async_update_listeners()
+
+    @callback
+    def _check_announced_key(self, announced: str) -> None:
+        """Warn before any reading is lost when the node says it holds another public key."""
+        issue_id = announced_key_issue_id(self.node_id)
+        if announced == self.key_fingerprint:
+            ir.async_delete_issue(self.hass, DOMAIN, issue_id)
+            return
+        ir.async_create_issue(
+            self.hass,
+            DOMAIN,
+            issue_id,
+            is_fixable=False,
+            severity=ir.IssueSeverity.ERROR,
+            translation_key="announced_key_mismatch",
+            translation_placeholders={
+                "node_id": self.node_id,
+                "expected": format_fingerprint(self.key_fingerprint),
+                "announced": format_fingerprint(announced),
+            },
+        )
 
     @callback
     def _update_device(self, announce: Announce) -> None:

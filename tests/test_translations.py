@@ -1,0 +1,68 @@
+"""Every key the code uses has an English text, and every text is used."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+import re
+from typing import Any
+
+from custom_components.iotshield.keys import KeyProblem
+from custom_components.iotshield.protocol import Rejection
+
+PACKAGE = Path(__file__).parent.parent / "custom_components" / "iotshield"
+STRINGS: dict[str, Any] = json.loads((PACKAGE / "translations" / "en.json").read_text())
+ICONS: dict[str, Any] = json.loads((PACKAGE / "icons.json").read_text())
+SOURCE = "\n".join(path.read_text() for path in PACKAGE.glob("*.py"))
+
+
+def _used(pattern: str) -> set[str]:
+    """Return the string literals the package passes in a given keyword or call."""
+    return set(re.findall(pattern, SOURCE))
+
+
+def test_config_flow_texts() -> None:
+    """Steps, errors and abort reasons of the flows are all translated."""
+    config = STRINGS["config"]
+    steps = _used(r'step_id="(\w+)"') - {"init"}
+    assert steps == set(config["step"])
+    assert set(STRINGS["options"]["step"]) == {"init"}
+    errors = _used(r'errors\[[A-Z_]+\] = "(\w+)"') | {problem.value for problem in KeyProblem}
+    assert errors == set(config["error"])
+    aborts = _used(r'reason="(\w+)"') | {"already_configured", "already_in_progress"}
+    assert aborts == set(config["abort"])
+
+
+def test_placeholders_match() -> None:
+    """Each step's text uses exactly the placeholders the flow fills in."""
+    step = STRINGS["config"]["step"]
+    assert set(re.findall(r"{(\w+)}", step["show_key"]["description"])) == {
+        "node_id",
+        "public_key",
+        "fingerprint",
+    }
+    assert set(re.findall(r"{(\w+)}", step["discovery_confirm"]["description"])) == {"node_id"}
+    assert set(re.findall(r"{(\w+)}", step["reconfigure"]["title"])) == {"node_id"}
+
+
+def test_entity_issue_and_exception_texts() -> None:
+    """Entities, repair issues and exceptions have names and messages."""
+    entity_keys = _used(r'translation_key="(\w+)"')
+    translated = (
+        {key for platform in STRINGS["entity"].values() for key in platform}
+        | set(STRINGS["issues"])
+        | set(STRINGS["exceptions"])
+        | set(STRINGS["selector"])
+    )
+    assert entity_keys <= translated
+    assert {"key_mismatch", "announced_key_mismatch"} == set(STRINGS["issues"])
+    assert {"mqtt_not_ready", "stored_key_invalid"} == set(STRINGS["exceptions"])
+    attributes = STRINGS["entity"]["sensor"]["rejected_payloads"]["state_attributes"]
+    assert set(attributes) == {reason.value for reason in Rejection}
+    assert set(STRINGS["selector"]["key_source"]["options"]) == {"generate", "import", "keep"}
+
+
+def test_icons_belong_to_translated_entities() -> None:
+    """Every icon is for an entity translation key that exists."""
+    for platform, keys in ICONS["entity"].items():
+        assert set(keys) <= set(STRINGS["entity"][platform])
