@@ -1,0 +1,3 @@
+"""IoTShield reference node: a Python implementation of firmware/PROTOCOL.md for tests and demos."""
+
+FIRMWARE_VERSION = "1.0.0"
