@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator
+import asyncio
+from collections.abc import Callable, Generator
 import contextlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +13,10 @@ import subprocess
 import tempfile
 import time
 
+from homeassistant.components import mqtt
+from homeassistant.core import HomeAssistant
 import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 USERNAME = "homeassistant"
 PASSWORD = "correct-horse-battery-staple"
@@ -99,6 +103,38 @@ def stop_broker(broker: Broker) -> None:
     except subprocess.TimeoutExpired:
         broker.process.kill()
         broker.process.wait()
+
+
+async def connect_home_assistant(hass: HomeAssistant, broker: Broker) -> MockConfigEntry:
+    """Set up Home Assistant's MQTT integration against the broker and wait for the link."""
+    entry = MockConfigEntry(
+        domain=mqtt.DOMAIN,
+        data={
+            mqtt.CONF_BROKER: broker.host,
+            "port": broker.port,
+            "username": broker.username,
+            "password": broker.password,
+        },
+        version=1,
+        minor_version=2,
+    )
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    assert await mqtt.async_wait_for_mqtt_client(hass)
+    return entry
+
+
+async def wait_until(
+    hass: HomeAssistant, check: Callable[[], bool], what: str, seconds: float = 20.0
+) -> None:
+    """Let Home Assistant run until `check()` holds, or fail after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        await hass.async_block_till_done(wait_background_tasks=True)
+        if check():
+            return
+        await asyncio.sleep(0.05)
+    pytest.fail(f"timed out waiting for {what}")
 
 
 @pytest.fixture

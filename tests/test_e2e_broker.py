@@ -16,7 +16,6 @@ import shutil
 import subprocess
 
 from cryptography.hazmat.primitives.asymmetric import rsa
-from homeassistant.components import mqtt
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import STATE_OFF, STATE_ON, STATE_UNAVAILABLE
 from homeassistant.core import HomeAssistant
@@ -27,7 +26,7 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 from custom_components.iotshield.const import DOMAIN
 from custom_components.iotshield.keys import public_key_pem
 
-from .broker import Broker, mosquitto  # noqa: F401
+from .broker import Broker, connect_home_assistant, mosquitto  # noqa: F401
 
 pytestmark = [pytest.mark.broker, pytest.mark.usefixtures("socket_enabled", "mock_hass_config")]
 
@@ -88,25 +87,6 @@ def node_publish(broker: Broker, messages: list[tuple[str, bytes, bool]]) -> Non
     client.disconnect()
 
 
-async def _connect_home_assistant(hass: HomeAssistant, broker: Broker) -> MockConfigEntry:
-    """Set up Home Assistant's MQTT integration against the broker and wait for the link."""
-    entry = MockConfigEntry(
-        domain=mqtt.DOMAIN,
-        data={
-            mqtt.CONF_BROKER: broker.host,
-            "port": broker.port,
-            "username": broker.username,
-            "password": broker.password,
-        },
-        version=1,
-        minor_version=2,
-    )
-    entry.add_to_hass(hass)
-    assert await hass.config_entries.async_setup(entry.entry_id)
-    assert await mqtt.async_wait_for_mqtt_client(hass)
-    return entry
-
-
 async def _publish_until(
     hass: HomeAssistant,
     broker: Broker,
@@ -137,7 +117,7 @@ async def test_independent_node_through_real_broker(
     tmp_path: Path,
 ) -> None:
     """Ciphertext from OpenSSL becomes the six states; a tampered copy changes nothing."""
-    mqtt_entry = await _connect_home_assistant(hass, mosquitto)
+    mqtt_entry = await connect_home_assistant(hass, mosquitto)
     mock_config_entry.add_to_hass(hass)
     assert await hass.config_entries.async_setup(mock_config_entry.entry_id)
     await hass.async_block_till_done()
@@ -197,7 +177,7 @@ async def test_announcing_node_is_discovered(
     mosquitto: Broker,  # noqa: F811
 ) -> None:
     """A node announcing on its status topic starts the setup wizard through MQTT discovery."""
-    mqtt_entry = await _connect_home_assistant(hass, mosquitto)
+    mqtt_entry = await connect_home_assistant(hass, mosquitto)
     announce = json.dumps({"state": "online", "node": "garage", "fw": "0.9.0", "interval": 5})
     await _publish_until(
         hass,

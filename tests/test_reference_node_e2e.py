@@ -1,0 +1,123 @@
+"""The Python reference node, as a separate process, through a real broker into Home Assistant."""
+
+from __future__ import annotations
+
+from pathlib import Path
+import signal
+import subprocess
+import sys
+
+from cryptography.hazmat.primitives.asymmetric import rsa
+from homeassistant.components import mqtt
+from homeassistant.const import STATE_OFF, STATE_UNAVAILABLE
+from homeassistant.core import HomeAssistant
+import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+from custom_components.iotshield.keys import public_key_pem
+
+from .broker import Broker, connect_home_assistant, mosquitto, wait_until  # noqa: F401
+from .helpers import setup_entry
+
+pytestmark = [pytest.mark.broker, pytest.mark.usefixtures("socket_enabled", "mock_hass_config")]
+
+REFERENCE_NODE = Path(__file__).parent.parent / "firmware" / "reference_node"
+
+
+def _start_node(broker: Broker, key: Path, *extra: str) -> subprocess.Popen[bytes]:
+    """Run `python -m iotshield_node run` the way a user would."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "iotshield_node",
+            "run",
+            "--broker",
+            broker.host,
+            "--port",
+            str(broker.port),
+            "--username",
+            broker.username,
+            "--password",
+            broker.password,
+            "--key",
+            str(key),
+            "--node-id",
+            "kitchen",
+            *extra,
+        ],
+        cwd=REFERENCE_NODE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+async def test_reference_node_feeds_the_six_entities(
+    hass: HomeAssistant,
+    mosquitto: Broker,  # noqa: F811
+    mock_config_entry: MockConfigEntry,
+    private_key: rsa.RSAPrivateKey,
+    tmp_path: Path,
+) -> None:
+    """Announce, readings, a command from Home Assistant, and a clean `offline` at exit."""
+    mqtt_entry = await connect_home_assistant(hass, mosquitto)
+    await setup_entry(hass, mock_config_entry)
+    coordinator = mock_config_entry.runtime_data
+    key = tmp_path / "ha_public.pem"
+    key.write_text(public_key_pem(private_key))
+    # A long interval: after its first reading the node only speaks when told to.
+    node = _start_node(mosquitto, key, "--interval", "600", "--seed", "3")
+    try:
+        await wait_until(
+            hass,
+            lambda: coordinator.announce is not None and coordinator.announce.interval == 600,
+            "the node's retained announce",
+        )
+        before = coordinator.data.telemetry.seq if coordinator.data.telemetry else -1
+        # Ask for a reading now, as the control topic allows.
+        await mqtt.async_publish(
+            hass, "iotshield/kitchen/control/commands", '{"cmd":"publish_now"}', qos=1
+        )
+        await wait_until(
+            hass,
+            lambda: coordinator.data.telemetry is not None
+            and coordinator.data.telemetry.seq > before,
+            "a reading after publish_now",
+        )
+        states = {
+            key: hass.states.get(f"{domain}.kitchen_{key}").state
+            for domain, key in (
+                ("sensor", "temperature"),
+                ("sensor", "humidity"),
+                ("sensor", "gas_level"),
+                ("sensor", "illuminance"),
+                ("binary_sensor", "flame"),
+                ("binary_sensor", "motion"),
+            )
+        }
+        assert 0 <= float(states["temperature"]) <= 50
+        assert 20 <= float(states["humidity"]) <= 90
+        assert 0 <= float(states["gas_level"]) <= 1
+        assert 0 <= float(states["illuminance"]) <= 20000
+        assert states["flame"] == STATE_OFF
+        assert states["motion"] in ("on", "off")
+        assert hass.states.get("sensor.kitchen_rejected_payloads").state == "0"
+        telemetry = coordinator.data.telemetry
+        assert telemetry is not None
+        assert telemetry.privacy is not None
+        assert telemetry.privacy.epsilon == 0.5
+
+        node.send_signal(signal.SIGTERM)
+        assert node.wait(timeout=15) == 0
+        await wait_until(
+            hass,
+            lambda: hass.states.get("sensor.kitchen_temperature").state == STATE_UNAVAILABLE,
+            "the node's offline status",
+        )
+    finally:
+        if node.poll() is None:
+            node.kill()
+            node.wait()
+    assert await hass.config_entries.async_unload(mock_config_entry.entry_id)
+    assert await hass.config_entries.async_unload(mqtt_entry.entry_id)
+    await hass.async_block_till_done()
