@@ -12,7 +12,7 @@ FIRMWARE = Path(__file__).parent.parent / "firmware"
 SOURCES = [
     FIRMWARE / "src" / "core" / "privacy.cpp",
     FIRMWARE / "src" / "core" / "telemetry.cpp",
-    FIRMWARE / "test" / "host_node.cpp",
+    FIRMWARE / "host" / "host_node.cpp",
 ]
 
 

@@ -123,6 +123,11 @@ def test_fingerprints_and_announce_agree(
         assert parsed is not None
         assert (parsed.online, parsed.firmware, parsed.interval) == (True, "1.0.0", 5)
         assert parsed.key_fingerprint == expected
+        assert parsed.privacy is not None
+        assert parsed.privacy.sigma["t"] == pytest.approx(0.969, abs=1e-3)
+        assert parsed.privacy.sigma["l"] == pytest.approx(48.45, abs=0.01)
+        assert parsed.privacy.motion_flip == pytest.approx(0.1192, abs=1e-4)
+        assert parsed.privacy.gas_bound == 0.03
         doc = json.loads(text)
         assert doc["sensors"] == ["t", "h", "g", "f", "m", "l"]
         assert doc["privacy"]["motion"]["flip"] == pytest.approx(0.1192, abs=1e-4)

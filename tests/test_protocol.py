@@ -207,6 +207,19 @@ def test_status_parsing() -> None:
         None,
         None,
     )
+    noisy = parse_status(
+        b'{"state":"online","privacy":{"e":0.5,"d":1e-05,"sigma":{"t":0.97,"h":"x","q":1},'
+        b'"gas_bound":-1,"motion":{"flip":0.9}}}'
+    )
+    assert noisy is not None
+    assert noisy.privacy is not None
+    assert noisy.privacy.sigma == {"t": 0.97, "h": 0.0}
+    assert (noisy.privacy.epsilon, noisy.privacy.gas_bound, noisy.privacy.motion_flip) == (
+        0.5,
+        0.0,
+        0.5,
+    )
+    assert parse_status(b'{"state":"online","privacy":null}').privacy is None  # type: ignore[union-attr]
     for junk in (b"", b"maybe", b"[]", b'{"state": "up"}', b"{", b"x" * 5000, b"NaN"):
         assert parse_status(junk) is None
 

@@ -265,7 +265,7 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
             self._arm_stale_clock()
         if announce.key_fingerprint is not None:
             self._check_announced_key(announce.key_fingerprint)
-        if announce.firmware is not None or announce.interval is not None:
+        if announce.informative:
             self.announce = announce
             self._update_device(announce)
             self._arm_stale_clock()

@@ -110,6 +110,17 @@ class Telemetry:
 
 
 @dataclass(frozen=True, slots=True)
+class NodePrivacy:
+    """The noise a node says it adds (PROTOCOL.md §7), for judging readings near thresholds."""
+
+    epsilon: float
+    delta: float
+    sigma: dict[str, float]
+    gas_bound: float
+    motion_flip: float
+
+
+@dataclass(frozen=True, slots=True)
 class Announce:
     """What a node says about itself on its status topic."""
 
@@ -117,6 +128,12 @@ class Announce:
     firmware: str | None = None
     interval: int | None = None
     key_fingerprint: str | None = None
+    privacy: NodePrivacy | None = None
+
+    @property
+    def informative(self) -> bool:
+        """Say whether this is an announce object rather than a bare online/offline."""
+        return any(v is not None for v in (self.firmware, self.interval, self.privacy))
 
 
 def data_topic(prefix: str, node_id: str) -> str:
@@ -314,6 +331,35 @@ class V1Decoder:
         return results
 
 
+def _finite_or(value: Any, default: float) -> float:
+    """Return a finite non-negative number from an announce, or the default."""
+    if type(value) in (int, float) and math.isfinite(value) and value >= 0:
+        return float(value)
+    return default
+
+
+def _parse_privacy(doc: Any) -> NodePrivacy | None:
+    """Read the announce's privacy object leniently: what is malformed is left out."""
+    if not isinstance(doc, dict):
+        return None
+    sigma_doc = doc.get("sigma")
+    sigma = (
+        {key: _finite_or(sigma_doc.get(key), 0.0) for key in CONTINUOUS_KEYS if key in sigma_doc}
+        if isinstance(sigma_doc, dict)
+        else {}
+    )
+    motion = doc.get("motion")
+    return NodePrivacy(
+        epsilon=_finite_or(doc.get("e"), 0.0),
+        delta=_finite_or(doc.get("d"), 0.0),
+        sigma=sigma,
+        gas_bound=_finite_or(doc.get("gas_bound"), 0.0),
+        motion_flip=min(
+            _finite_or(motion.get("flip") if isinstance(motion, dict) else None, 0.0), 0.5
+        ),
+    )
+
+
 def parse_status(payload: bytes) -> Announce | None:
     """Read a status message: `online`, `offline` or an announce object; None if neither."""
     if len(payload) > MAX_STATUS_BYTES:
@@ -343,4 +389,5 @@ def parse_status(payload: bytes) -> Announce | None:
             if isinstance(key_fp, str) and len(key_fp) == FINGERPRINT_HEX_DIGITS
             else None
         ),
+        privacy=_parse_privacy(doc.get("privacy")),
     )

@@ -146,6 +146,6 @@ int main(int argc, char** argv) {
               << "\n";
     return 0;
   }
-  std::fprintf(stderr, "usage: see the comment at the top of host_node.cpp\n");
+  std::fprintf(stderr, "usage: see the comment at the top of firmware/host/host_node.cpp\n");
   return 2;
 }
