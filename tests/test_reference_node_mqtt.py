@@ -1,0 +1,151 @@
+"""The reference node's MQTT behaviour: QoS 1, re-announce after a broker restart, commands."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+import json
+from pathlib import Path
+import queue
+import shutil
+import subprocess
+import sys
+import threading
+import time
+
+from cryptography.hazmat.primitives.asymmetric import rsa
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+import pytest
+
+from custom_components.iotshield.keys import public_key_pem
+from custom_components.iotshield.protocol import V1Decoder
+
+from .broker import Broker, start_broker, stop_broker
+
+pytestmark = [pytest.mark.broker, pytest.mark.usefixtures("socket_enabled")]
+
+REFERENCE_NODE = Path(__file__).parent.parent / "firmware" / "reference_node"
+
+
+class Observer:
+    """A plain MQTT client that records what the node publishes."""
+
+    def __init__(self, broker: Broker) -> None:
+        """Subscribe to everything under iotshield/."""
+        self.messages: queue.Queue[paho.MQTTMessage] = queue.Queue()
+        subscribed = threading.Event()
+        self.client = paho.Client(CallbackAPIVersion.VERSION2)
+        self.client.username_pw_set(broker.username, broker.password)
+        self.client.reconnect_delay_set(min_delay=1, max_delay=2)
+        self.client.on_connect = lambda c, *_: c.subscribe("iotshield/#", qos=1)
+        self.client.on_message = lambda _c, _u, msg: self.messages.put(msg)
+        self.client.on_subscribe = lambda *_: subscribed.set()
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+        # Whatever the node publishes from now on is seen.
+        assert subscribed.wait(10), "the observer could not subscribe"
+
+    def wait_for(
+        self, check: Callable[[paho.MQTTMessage], bool], seconds: float = 20
+    ) -> paho.MQTTMessage:
+        """Return the first message that passes `check`, failing after `seconds`."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                msg = self.messages.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if check(msg):
+                return msg
+        pytest.fail("the expected message did not arrive")
+
+    def publish(self, topic: str, payload: str) -> None:
+        """Publish with QoS 1 and wait for the broker's ack."""
+        self.client.publish(topic, payload, qos=1).wait_for_publish(5)
+
+    def close(self) -> None:
+        """Stop the observer's network thread."""
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def test_node_announces_publishes_obeys_and_reconnects(
+    private_key: rsa.RSAPrivateKey, tmp_path: Path
+) -> None:
+    """Announce on connect, QoS 1 data, set_interval, and a re-announce after a broker restart."""
+    brokers = [start_broker()]
+    try:
+        _exercise_node(brokers, private_key, tmp_path)
+    finally:
+        for broker in brokers:
+            stop_broker(broker)
+        shutil.rmtree(brokers[0].directory, ignore_errors=True)
+
+
+def _exercise_node(brokers: list[Broker], private_key: rsa.RSAPrivateKey, tmp_path: Path) -> None:
+    """Run the node against the broker, restarting it once (the new broker joins `brokers`)."""
+    broker = brokers[0]
+    key = tmp_path / "ha_public.pem"
+    key.write_text(public_key_pem(private_key))
+    observer = Observer(broker)
+    node = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "iotshield_node",
+            "run",
+            "--broker",
+            broker.host,
+            "--port",
+            str(broker.port),
+            "--username",
+            broker.username,
+            "--password",
+            broker.password,
+            "--key",
+            str(key),
+            "--node-id",
+            "kitchen",
+            "--interval",
+            "600",
+        ],
+        cwd=REFERENCE_NODE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    decoder = V1Decoder(private_key, "kitchen")
+    try:
+        status = observer.wait_for(lambda m: m.topic == "iotshield/kitchen/status")
+        assert json.loads(status.payload)["interval"] == 600
+        late = Observer(broker)
+        assert late.wait_for(lambda m: m.topic == "iotshield/kitchen/status").retain
+        late.close()
+        data = observer.wait_for(lambda m: m.topic == "iotshield/kitchen/sensors/data")
+        assert data.qos == 1
+        first = decoder.decode(data.payload)
+
+        observer.publish(
+            "iotshield/kitchen/control/commands", '{"cmd":"set_interval","interval":7}'
+        )
+        status = observer.wait_for(lambda m: m.topic == "iotshield/kitchen/status")
+        assert json.loads(status.payload)["interval"] == 7
+        data = observer.wait_for(lambda m: m.topic == "iotshield/kitchen/sensors/data")
+        assert decoder.decode(data.payload).seq > first.seq
+        observer.publish("iotshield/kitchen/control/commands", '{"cmd":"reboot"}')
+        observer.publish("iotshield/kitchen/control/commands", "not json")
+
+        # The broker goes away and comes back empty: the node reconnects and announces again.
+        stop_broker(broker)
+        brokers.append(start_broker(broker.directory, broker.port))
+        # (A broker that shuts down may first deliver the node's last will, `offline`.)
+        status = observer.wait_for(
+            lambda m: m.topic == "iotshield/kitchen/status" and m.payload.startswith(b"{"),
+            seconds=40,
+        )
+        assert json.loads(status.payload)["state"] == "online"
+        assert json.loads(status.payload)["interval"] == 7
+        assert node.poll() is None
+    finally:
+        node.terminate()
+        node.wait(timeout=15)
+        observer.close()
