@@ -10,6 +10,7 @@ from pathlib import Path
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -122,6 +123,37 @@ async def connect_home_assistant(hass: HomeAssistant, broker: Broker) -> MockCon
     assert await hass.config_entries.async_setup(entry.entry_id)
     assert await mqtt.async_wait_for_mqtt_client(hass)
     return entry
+
+
+REFERENCE_NODE = Path(__file__).parent.parent / "firmware" / "reference_node"
+
+
+def start_reference_node(broker: Broker, key: Path, *extra: str) -> subprocess.Popen[bytes]:
+    """Run `python -m iotshield_node run` for node `kitchen` the way a user would."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "iotshield_node",
+            "run",
+            "--broker",
+            broker.host,
+            "--port",
+            str(broker.port),
+            "--username",
+            broker.username,
+            "--password",
+            broker.password,
+            "--key",
+            str(key),
+            "--node-id",
+            "kitchen",
+            *extra,
+        ],
+        cwd=REFERENCE_NODE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 async def wait_until(

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 import signal
-import subprocess
-import sys
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 from homeassistant.components import mqtt
@@ -16,40 +14,16 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.iotshield.keys import public_key_pem
 
-from .broker import Broker, connect_home_assistant, mosquitto, wait_until  # noqa: F401
+from .broker import (  # noqa: F401
+    Broker,
+    connect_home_assistant,
+    mosquitto,
+    start_reference_node,
+    wait_until,
+)
 from .helpers import setup_entry
 
 pytestmark = [pytest.mark.broker, pytest.mark.usefixtures("socket_enabled", "mock_hass_config")]
-
-REFERENCE_NODE = Path(__file__).parent.parent / "firmware" / "reference_node"
-
-
-def _start_node(broker: Broker, key: Path, *extra: str) -> subprocess.Popen[bytes]:
-    """Run `python -m iotshield_node run` the way a user would."""
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "iotshield_node",
-            "run",
-            "--broker",
-            broker.host,
-            "--port",
-            str(broker.port),
-            "--username",
-            broker.username,
-            "--password",
-            broker.password,
-            "--key",
-            str(key),
-            "--node-id",
-            "kitchen",
-            *extra,
-        ],
-        cwd=REFERENCE_NODE,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
 
 
 async def test_reference_node_feeds_the_six_entities(
@@ -66,7 +40,7 @@ async def test_reference_node_feeds_the_six_entities(
     key = tmp_path / "ha_public.pem"
     key.write_text(public_key_pem(private_key))
     # A long interval: after its first reading the node only speaks when told to.
-    node = _start_node(mosquitto, key, "--interval", "600", "--seed", "3")
+    node = start_reference_node(mosquitto, key, "--interval", "600", "--seed", "3")
     try:
         await wait_until(
             hass,

@@ -7,8 +7,6 @@ import json
 from pathlib import Path
 import queue
 import shutil
-import subprocess
-import sys
 import threading
 import time
 
@@ -20,11 +18,9 @@ import pytest
 from custom_components.iotshield.keys import public_key_pem
 from custom_components.iotshield.protocol import V1Decoder
 
-from .broker import Broker, start_broker, stop_broker
+from .broker import Broker, start_broker, start_reference_node, stop_broker
 
 pytestmark = [pytest.mark.broker, pytest.mark.usefixtures("socket_enabled")]
-
-REFERENCE_NODE = Path(__file__).parent.parent / "firmware" / "reference_node"
 
 
 class Observer:
@@ -88,31 +84,7 @@ def _exercise_node(brokers: list[Broker], private_key: rsa.RSAPrivateKey, tmp_pa
     key = tmp_path / "ha_public.pem"
     key.write_text(public_key_pem(private_key))
     observer = Observer(broker)
-    node = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "iotshield_node",
-            "run",
-            "--broker",
-            broker.host,
-            "--port",
-            str(broker.port),
-            "--username",
-            broker.username,
-            "--password",
-            broker.password,
-            "--key",
-            str(key),
-            "--node-id",
-            "kitchen",
-            "--interval",
-            "600",
-        ],
-        cwd=REFERENCE_NODE,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    node = start_reference_node(broker, key, "--interval", "600")
     decoder = V1Decoder(private_key, "kitchen")
     try:
         status = observer.wait_for(lambda m: m.topic == "iotshield/kitchen/status")
