@@ -54,6 +54,11 @@ class Rejection(StrEnum):
     OUT_OF_RANGE = "out_of_range"
     NODE_MISMATCH = "node_mismatch"
     OVERLOADED = "overloaded"
+    UNKNOWN_SESSION = "unknown_session"
+    REPLAYED = "replayed"
+    BAD_SIGNATURE = "bad_signature"
+    AUTH_FAILED = "auth_failed"
+    DOWNGRADE = "downgrade"
 
 
 class PayloadRejected(ValueError):
@@ -207,6 +212,8 @@ def parse_envelope(payload: bytes, key_bytes: int) -> bytes:
         ciphertext = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as err:
         raise PayloadRejected(Rejection.MALFORMED, "ct is not base64") from err
+    if base64.b64encode(ciphertext).decode() != text:
+        raise PayloadRejected(Rejection.MALFORMED, "ct is not canonical base64")
     if len(ciphertext) < key_bytes:
         raise PayloadRejected(Rejection.TRUNCATED, f"{len(ciphertext)} of {key_bytes} bytes")
     if len(ciphertext) > key_bytes:

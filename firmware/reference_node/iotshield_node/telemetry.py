@@ -74,9 +74,10 @@ def announce(
     interval: int,
     privacy: PrivacyConfig | None,
     public_key: rsa.RSAPublicKey,
+    node_key: str | None = None,
 ) -> dict[str, Any]:
-    """Return the retained announce object of §5."""
-    return {
+    """Return the retained announce object of §5 (with the v2 identity key when given)."""
+    doc: dict[str, Any] = {
         "state": "online",
         "node": node_id,
         "fw": firmware,
@@ -85,3 +86,7 @@ def announce(
         "privacy": privacy.announce() if privacy is not None else None,
         "key_fp": fingerprint(public_key),
     }
+    if node_key is not None:
+        doc["proto"] = 2
+        doc["node_key"] = node_key
+    return doc
