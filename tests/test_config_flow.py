@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -19,7 +20,9 @@ from custom_components.iotshield.const import (
     CONF_KEY_SOURCE,
     CONF_LEGACY_TOPIC,
     CONF_NODE_ID,
+    CONF_NODE_KEY,
     CONF_PRIVATE_KEY,
+    CONF_PROTOCOL,
     CONF_PUBLISH_INTERVAL,
     CONF_STALE_INTERVALS,
     CONF_TOPIC_PREFIX,
@@ -32,17 +35,49 @@ from custom_components.iotshield.keys import (
     private_key_pem,
     public_key_pem,
 )
+from custom_components.iotshield.protocol_v2 import node_key_fingerprint
 
 from .envelope import encrypt, telemetry
 from .helpers import publish, setup_entry
 
 pytestmark = pytest.mark.usefixtures("mqtt_mock")
 
+NODE_IDENTITY = ec.generate_private_key(ec.SECP256R1())
+NODE_KEY_B64 = base64.b64encode(
+    NODE_IDENTITY.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+).decode()
+NODE_KEY_PEM = (
+    NODE_IDENTITY.public_key()
+    .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    .decode()
+)
+
+
+async def _pair(hass: HomeAssistant, result: Any, pairing: str, node_key: str | None = None) -> Any:
+    """Submit the show-key step and then the manual pairing step."""
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], {})
+    assert result["step_id"] == "pair_manual"
+    user_input = {"pairing": pairing}
+    if node_key is not None:
+        user_input["node_key"] = node_key
+    return await hass.config_entries.flow.async_configure(result["flow_id"], user_input)
+
 
 def _discovery(node_id: str = "garage", payload: str | bytes | None = None) -> MqttServiceInfo:
     """Return what MQTT discovery hands the flow for a node's retained status message."""
     if payload is None:
-        payload = json.dumps({"state": "online", "node": node_id, "fw": "1.0.0", "interval": 5})
+        payload = json.dumps(
+            {
+                "state": "online",
+                "node": node_id,
+                "fw": "1.0.0",
+                "interval": 5,
+                "proto": 2,
+                "node_key": NODE_KEY_B64,
+            }
+        )
     return MqttServiceInfo(
         topic=f"iotshield/{node_id}/status",
         payload=payload,
@@ -74,7 +109,7 @@ async def test_generate_key(hass: HomeAssistant) -> None:
     assert result["step_id"] == "show_key"
     placeholders = result["description_placeholders"]
     assert placeholders["public_key"].startswith("-----BEGIN PUBLIC KEY-----")
-    result = await hass.config_entries.flow.async_configure(result["flow_id"], {})
+    result = await _pair(hass, result, "paste", NODE_KEY_PEM)
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert result["title"] == "garage"
     data = result["data"]
@@ -85,6 +120,8 @@ async def test_generate_key(hass: HomeAssistant) -> None:
     # What the user was shown belongs to the key that was stored.
     assert placeholders["public_key"] == public_key_pem(key).strip()
     assert placeholders["fingerprint"] == format_fingerprint(fingerprint(key))
+    assert result["data"][CONF_PROTOCOL] == 2
+    assert result["data"][CONF_NODE_KEY] == NODE_KEY_B64
     assert result["options"] == {
         CONF_PUBLISH_INTERVAL: 5,
         CONF_STALE_INTERVALS: 3,
@@ -143,7 +180,7 @@ async def test_import_key_with_errors_and_recovery(
     assert result["description_placeholders"]["fingerprint"] == format_fingerprint(
         fingerprint(private_key)
     )
-    result = await hass.config_entries.flow.async_configure(result["flow_id"], {})
+    result = await _pair(hass, result, "v1")
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert fingerprint(load_private_key(result["data"][CONF_PRIVATE_KEY])) == fingerprint(
         private_key
@@ -174,7 +211,7 @@ async def test_user_step_errors_and_recovery(
         )
     )
     assert result["step_id"] == "show_key"
-    result = dict(await hass.config_entries.flow.async_configure(result["flow_id"], {}))
+    result = dict(await _pair(hass, result, "v1"))
     assert result["type"] is FlowResultType.CREATE_ENTRY
     # Surrounding slashes are trimmed rather than refused.
     assert result["data"][CONF_TOPIC_PREFIX] == "home/iot"
@@ -212,7 +249,14 @@ async def test_discovery_confirm_creates_entry(hass: HomeAssistant) -> None:
     )
     assert result["step_id"] == "show_key"
     result = await hass.config_entries.flow.async_configure(result["flow_id"], {})
+    assert result["step_id"] == "pair_confirm"
+    assert result["description_placeholders"]["node_fingerprint"] == format_fingerprint(
+        node_key_fingerprint(NODE_KEY_B64)
+    )
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], {"pairing": "pin"})
     assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["data"][CONF_PROTOCOL] == 2
+    assert result["data"][CONF_NODE_KEY] == NODE_KEY_B64
     assert result["data"][CONF_NODE_ID] == "garage"
     assert result["data"][CONF_TOPIC_PREFIX] == "iotshield"
     # A second announcement of the same node while the first flow is open is not offered twice.
@@ -352,3 +396,38 @@ async def test_options_flow(hass: HomeAssistant, mock_config_entry: MockConfigEn
     }
     assert mock_config_entry.state is ConfigEntryState.LOADED
     assert mock_config_entry.runtime_data.stale_after == 40.0
+
+
+async def test_manual_pairing_errors_and_v1(hass: HomeAssistant) -> None:
+    """A wrong node key is pointed out and can be fixed; v1 is an explicit choice."""
+    result = await _start_user_flow(hass)
+    result = await _pair(hass, result, "paste", "not a key")
+    assert result["errors"] == {"node_key": "invalid_node_key"}
+    rsa_pem = public_key_pem(rsa.generate_private_key(public_exponent=65537, key_size=2048))
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"pairing": "paste", "node_key": rsa_pem}
+    )
+    assert result["errors"] == {"node_key": "invalid_node_key"}
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"pairing": "paste", "node_key": f"  {NODE_KEY_B64}\n"}
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["data"][CONF_NODE_KEY] == NODE_KEY_B64
+    result = await _start_user_flow(hass, **{CONF_NODE_ID: "hall"})
+    result = await _pair(hass, result, "v1")
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["data"][CONF_PROTOCOL] == 1
+    assert CONF_NODE_KEY not in result["data"]
+
+
+async def test_discovered_node_can_still_choose_v1(hass: HomeAssistant) -> None:
+    """Even when the node announces a key, the user may pair it as v1."""
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": SOURCE_MQTT}, data=_discovery("garage")
+    )
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {CONF_KEY_SOURCE: "generate"}
+    )
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], {})
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], {"pairing": "v1"})
+    assert result["data"][CONF_PROTOCOL] == 1

@@ -29,7 +29,10 @@ def test_config_flow_texts() -> None:
     assert set(STRINGS["options"]["step"]) == {"init"}
     errors = _used(r'errors\[[A-Z_]+\] = "(\w+)"') | {problem.value for problem in KeyProblem}
     assert errors == set(config["error"])
-    aborts = _used(r'reason="(\w+)"') | {"already_configured", "already_in_progress"}
+    aborts = _used(r'reason="(\w+)"') - {"no_announced_key"} | {
+        "already_configured",
+        "already_in_progress",
+    }
     assert aborts == set(config["abort"])
 
 
@@ -55,11 +58,31 @@ def test_entity_issue_and_exception_texts() -> None:
         | set(STRINGS["selector"])
     )
     assert entity_keys <= translated
-    assert {"key_mismatch", "announced_key_mismatch"} == set(STRINGS["issues"])
-    assert {"mqtt_not_ready", "stored_key_invalid"} == set(STRINGS["exceptions"])
+    issues = STRINGS["issues"]
+    assert set(issues) == {
+        "key_mismatch",
+        "announced_key_mismatch",
+        "impersonation",
+        "unauthenticated",
+    }
+    assert "no_announced_key" in issues["impersonation"]["fix_flow"]["abort"]
+    exceptions = _used(r'translation_key="(\w+)"') & set(STRINGS["exceptions"])
+    assert exceptions == set(STRINGS["exceptions"])
     attributes = STRINGS["entity"]["sensor"]["rejected_payloads"]["state_attributes"]
     assert set(attributes) == {reason.value for reason in Rejection}
     assert set(STRINGS["selector"]["key_source"]["options"]) == {"generate", "import", "keep"}
+    assert set(STRINGS["selector"]["pairing"]["options"]) == {"pin", "paste", "v1"}
+
+
+def test_service_texts() -> None:
+    """Every service and field in services.yaml has a name and description."""
+    yaml_text = (PACKAGE / "services.yaml").read_text()
+    services = re.findall(r"^(\w+):$", yaml_text, flags=re.MULTILINE)
+    assert set(services) == set(STRINGS["services"]) == set(ICONS["services"])
+    for service in services:
+        block = yaml_text.split(f"{service}:\n", 1)[1].split("\n\n", 1)[0]
+        fields = set(re.findall(r"^    (\w+):$", block, flags=re.MULTILINE))
+        assert fields == set(STRINGS["services"][service]["fields"]), service
 
 
 def test_icons_belong_to_translated_entities() -> None:

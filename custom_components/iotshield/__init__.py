@@ -2,42 +2,100 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
+from cryptography.hazmat.primitives.asymmetric import rsa
 from homeassistant.components import mqtt
 from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import ConfigEntryError, ConfigEntryNotReady
-from homeassistant.helpers import issue_registry as ir
+from homeassistant.helpers import config_validation as cv, issue_registry as ir
+from homeassistant.helpers.typing import ConfigType
+from homeassistant.util import dt as dt_util
 
-from .const import CONF_NODE_ID, CONF_PRIVATE_KEY, DOMAIN
+from .const import (
+    CONF_NODE_ID,
+    CONF_NODE_KEY,
+    CONF_PREVIOUS_KEY_UNTIL,
+    CONF_PREVIOUS_PRIVATE_KEY,
+    CONF_PRIVATE_KEY,
+    CONF_PROTOCOL,
+    DOMAIN,
+    PROTOCOL_V1,
+    PROTOCOL_V2,
+)
 from .coordinator import (
     IoTShieldConfigEntry,
     IoTShieldCoordinator,
     announced_key_issue_id,
     entry_settings,
+    impersonation_issue_id,
     key_mismatch_issue_id,
+    state_store,
+    unauthenticated_issue_id,
 )
 from .keys import KeyImportError, fingerprint, load_private_key
 from .protocol import V1Decoder
+from .protocol_v2 import NodeKeyError, V2Receiver, V2State, load_node_key
+from .services import async_setup_services
 
 PLATFORMS: list[Platform] = [Platform.BINARY_SENSOR, Platform.SENSOR]
+CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
+
+
+async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
+    """Register the services, which serve every node."""
+    async_setup_services(hass)
+    return True
+
+
+def _load_keys(entry: IoTShieldConfigEntry, now: datetime) -> list[rsa.RSAPrivateKey]:
+    """Load Home Assistant's keys, newest first; the previous one only within its grace period."""
+    keys = [load_private_key(entry.data[CONF_PRIVATE_KEY])]
+    until = entry.data.get(CONF_PREVIOUS_KEY_UNTIL)
+    previous = entry.data.get(CONF_PREVIOUS_PRIVATE_KEY)
+    if previous and until and (parsed := dt_util.parse_datetime(until)) and parsed > now:
+        keys.append(load_private_key(previous))
+    return keys
 
 
 async def async_setup_entry(hass: HomeAssistant, entry: IoTShieldConfigEntry) -> bool:
-    """Load the node's key, create its entities and subscribe to its topics."""
+    """Load the node's keys and state, create its entities and subscribe to its topics."""
     if not await mqtt.async_wait_for_mqtt_client(hass):
         raise ConfigEntryNotReady(translation_domain=DOMAIN, translation_key="mqtt_not_ready")
     try:
         # Parsing an RSA key checks it, which takes milliseconds: not on the event loop.
-        private_key = await hass.async_add_executor_job(
-            load_private_key, entry.data[CONF_PRIVATE_KEY]
-        )
+        keys = await hass.async_add_executor_job(_load_keys, entry, dt_util.utcnow())
     except KeyImportError as err:
         raise ConfigEntryError(
             translation_domain=DOMAIN, translation_key="stored_key_invalid"
         ) from err
     node_id: str = entry.data[CONF_NODE_ID]
+    store = state_store(hass, entry)
+    stored = await store.async_load() or {}
+    decoder: V1Decoder | V2Receiver
+    if entry.data.get(CONF_PROTOCOL, PROTOCOL_V1) == PROTOCOL_V2:
+        try:
+            node_key = load_node_key(entry.data[CONF_NODE_KEY])
+        except (KeyError, NodeKeyError) as err:
+            raise ConfigEntryError(
+                translation_domain=DOMAIN, translation_key="stored_key_invalid"
+            ) from err
+        decoder = V2Receiver(node_id, node_key, keys, V2State.from_dict(stored.get("v2")))
+        ir.async_delete_issue(hass, DOMAIN, unauthenticated_issue_id(node_id))
+    else:
+        decoder = V1Decoder(keys[0], node_id)
+        ir.async_create_issue(
+            hass,
+            DOMAIN,
+            unauthenticated_issue_id(node_id),
+            is_fixable=False,
+            severity=ir.IssueSeverity.WARNING,
+            translation_key="unauthenticated",
+            translation_placeholders={"node_id": node_id},
+        )
     coordinator = IoTShieldCoordinator(
-        hass, entry, V1Decoder(private_key, node_id), fingerprint(private_key)
+        hass, entry, decoder, fingerprint(keys[0]), store, stored, keys[0]
     )
     entry.runtime_data = coordinator
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
@@ -58,12 +116,20 @@ async def _async_update_listener(hass: HomeAssistant, entry: IoTShieldConfigEntr
 
 
 async def async_unload_entry(hass: HomeAssistant, entry: IoTShieldConfigEntry) -> bool:
-    """Unload the entities; subscriptions and timers go with the entry's unload callbacks."""
-    return await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
+    """Unload the entities and write the session state; subscriptions go with the entry."""
+    unloaded = await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
+    await entry.runtime_data.async_flush()
+    return unloaded
 
 
 async def async_remove_entry(hass: HomeAssistant, entry: IoTShieldConfigEntry) -> None:
-    """Drop the node's repair issues when the node is removed."""
+    """Drop the node's repair issues and stored state when the node is removed."""
     node_id = entry.data[CONF_NODE_ID]
-    for issue_id in (key_mismatch_issue_id(node_id), announced_key_issue_id(node_id)):
+    for issue_id in (
+        key_mismatch_issue_id(node_id),
+        announced_key_issue_id(node_id),
+        impersonation_issue_id(node_id),
+        unauthenticated_issue_id(node_id),
+    ):
         ir.async_delete_issue(hass, DOMAIN, issue_id)
+    await state_store(hass, entry).async_remove()

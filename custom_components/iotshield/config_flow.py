@@ -31,7 +31,10 @@ from .const import (
     CONF_KEY_SOURCE,
     CONF_LEGACY_TOPIC,
     CONF_NODE_ID,
+    CONF_NODE_KEY,
+    CONF_PAIRING,
     CONF_PRIVATE_KEY,
+    CONF_PROTOCOL,
     CONF_PUBLISH_INTERVAL,
     CONF_STALE_INTERVALS,
     CONF_TOPIC_PREFIX,
@@ -46,6 +49,11 @@ from .const import (
     MAX_STALE_INTERVALS,
     MIN_PUBLISH_INTERVAL,
     MIN_STALE_INTERVALS,
+    PAIRING_PASTE,
+    PAIRING_PIN,
+    PAIRING_V1,
+    PROTOCOL_V1,
+    PROTOCOL_V2,
 )
 from .keys import (
     KeyImportError,
@@ -62,17 +70,23 @@ from .protocol import (
     node_id_from_status_topic,
     parse_status,
 )
+from .protocol_v2 import NodeKeyError, load_node_key, node_key_der_b64, node_key_fingerprint
+
+
+def _choice_selector(translation_key: str, *options: str) -> SelectSelector:
+    """Offer a choice between a few translated options as a list."""
+    return SelectSelector(
+        SelectSelectorConfig(
+            options=list(options),
+            mode=SelectSelectorMode.LIST,
+            translation_key=translation_key,
+        )
+    )
 
 
 def _key_source_selector(*sources: str) -> SelectSelector:
     """Offer the ways to obtain Home Assistant's key for a node."""
-    return SelectSelector(
-        SelectSelectorConfig(
-            options=list(sources),
-            mode=SelectSelectorMode.LIST,
-            translation_key=CONF_KEY_SOURCE,
-        )
-    )
+    return _choice_selector(CONF_KEY_SOURCE, *sources)
 
 
 PEM_SELECTOR = TextSelector(TextSelectorConfig(multiline=True))
@@ -89,6 +103,8 @@ class IoTShieldConfigFlow(ConfigFlow, domain=DOMAIN):
         self._node_id: str | None = None
         self._prefix = DEFAULT_TOPIC_PREFIX
         self._private_key: rsa.RSAPrivateKey | None = None
+        self._private_pem: str | None = None
+        self._announced_node_key: str | None = None
 
     @staticmethod
     @callback
@@ -131,8 +147,14 @@ class IoTShieldConfigFlow(ConfigFlow, domain=DOMAIN):
         node_id = node_id_from_status_topic(discovery_info.topic, DEFAULT_TOPIC_PREFIX)
         payload = discovery_info.payload
         raw = payload.encode() if isinstance(payload, str) else bytes(payload)
-        if node_id is None or not raw or parse_status(raw) is None:
+        announce = parse_status(raw) if raw else None
+        if node_id is None or announce is None:
             return self.async_abort(reason="invalid_discovery_info")
+        if announce.node_key is not None:
+            try:
+                self._announced_node_key = node_key_der_b64(load_node_key(announce.node_key))
+            except NodeKeyError:
+                self._announced_node_key = None
         await self.async_set_unique_id(node_id)
         self._abort_if_unique_id_configured()
         self._node_id = node_id
@@ -224,7 +246,12 @@ class IoTShieldConfigFlow(ConfigFlow, domain=DOMAIN):
         """Show the public key and its fingerprint to flash into the node."""
         assert self._private_key is not None
         if user_input is not None:
-            return self._async_finish(private_key_pem(self._private_key))
+            self._private_pem = private_key_pem(self._private_key)
+            if self.source == SOURCE_RECONFIGURE:
+                return self._async_finish(self._private_pem)
+            if self._announced_node_key is not None:
+                return await self.async_step_pair_confirm()
+            return await self.async_step_pair_manual()
         return self.async_show_form(
             step_id="show_key",
             data_schema=vol.Schema({}),
@@ -235,18 +262,83 @@ class IoTShieldConfigFlow(ConfigFlow, domain=DOMAIN):
             },
         )
 
+    async def async_step_pair_confirm(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Pin the identity key the node announced, once the user compared its fingerprint."""
+        assert self._private_pem is not None
+        assert self._announced_node_key is not None
+        if user_input is not None:
+            if user_input[CONF_PAIRING] == PAIRING_V1:
+                return self._async_finish(self._private_pem, PROTOCOL_V1, None)
+            return self._async_finish(self._private_pem, PROTOCOL_V2, self._announced_node_key)
+        return self.async_show_form(
+            step_id="pair_confirm",
+            data_schema=vol.Schema(
+                {
+                    vol.Required(CONF_PAIRING, default=PAIRING_PIN): _choice_selector(
+                        CONF_PAIRING, PAIRING_PIN, PAIRING_V1
+                    )
+                }
+            ),
+            description_placeholders={
+                "node_id": str(self._node_id),
+                "node_fingerprint": format_fingerprint(
+                    node_key_fingerprint(self._announced_node_key)
+                ),
+            },
+        )
+
+    async def async_step_pair_manual(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Take the node's identity key by hand (from its serial console), or choose v1."""
+        assert self._private_pem is not None
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            if user_input[CONF_PAIRING] == PAIRING_V1:
+                return self._async_finish(self._private_pem, PROTOCOL_V1, None)
+            try:
+                node_key = node_key_der_b64(load_node_key(user_input.get(CONF_NODE_KEY, "")))
+            except NodeKeyError:
+                errors[CONF_NODE_KEY] = "invalid_node_key"
+            else:
+                return self._async_finish(self._private_pem, PROTOCOL_V2, node_key)
+        schema = vol.Schema(
+            {
+                vol.Required(CONF_PAIRING, default=PAIRING_PASTE): _choice_selector(
+                    CONF_PAIRING, PAIRING_PASTE, PAIRING_V1
+                ),
+                vol.Optional(CONF_NODE_KEY): PEM_SELECTOR,
+            }
+        )
+        return self.async_show_form(
+            step_id="pair_manual",
+            data_schema=self.add_suggested_values_to_schema(schema, user_input),
+            errors=errors,
+            description_placeholders={"node_id": str(self._node_id)},
+        )
+
     @callback
-    def _async_finish(self, private_key: str) -> ConfigFlowResult:
+    def _async_finish(
+        self, private_key: str, protocol: int | None = None, node_key: str | None = None
+    ) -> ConfigFlowResult:
         """Create the entry, or update it when reconfiguring (its listener reloads it)."""
         assert self._node_id is not None
-        data = {
+        data: dict[str, Any] = {
             CONF_NODE_ID: self._node_id,
             CONF_TOPIC_PREFIX: self._prefix,
             CONF_PRIVATE_KEY: private_key,
         }
         if self.source == SOURCE_RECONFIGURE:
-            self.hass.config_entries.async_update_entry(self._get_reconfigure_entry(), data=data)
+            entry = self._get_reconfigure_entry()
+            # Pairing is kept; a new key for a v2 node goes through the rotate_key service.
+            data = {**entry.data, **data}
+            self.hass.config_entries.async_update_entry(entry, data=data)
             return self.async_abort(reason="reconfigure_successful")
+        data[CONF_PROTOCOL] = protocol
+        if node_key is not None:
+            data[CONF_NODE_KEY] = node_key
         return self.async_create_entry(
             title=self._node_id,
             data=data,

@@ -37,3 +37,26 @@ MAX_PENDING_ENVELOPES: Final = 256
 
 MANUFACTURER: Final = "IoTShield"
 MODEL: Final = "ESP32 safety node"
+
+CONF_PROTOCOL: Final = "protocol"
+CONF_NODE_KEY: Final = "node_key"
+CONF_PREVIOUS_PRIVATE_KEY: Final = "previous_private_key"
+CONF_PREVIOUS_KEY_UNTIL: Final = "previous_key_until"
+CONF_PAIRING: Final = "pairing"
+PROTOCOL_V1: Final = 1
+PROTOCOL_V2: Final = 2
+PAIRING_PIN: Final = "pin"
+PAIRING_PASTE: Final = "paste"
+PAIRING_V1: Final = "v1"
+# After a key rotation the old key still opens sessions for this long.
+KEY_ROTATION_GRACE_SECONDS: Final = 24 * 3600
+# Session keys and counters are written this long after they change (and at unload/stop).
+STATE_SAVE_DELAY: Final = 1.0
+
+COMMANDS: Final = ("publish_now", "set_interval", "set_epsilon", "reboot")
+V1_COMMANDS: Final = ("publish_now", "set_interval")
+SERVICE_SEND_COMMAND: Final = "send_command"
+SERVICE_ROTATE_KEY: Final = "rotate_key"
+ATTR_COMMAND: Final = "command"
+ATTR_INTERVAL: Final = "interval"
+ATTR_EPSILON: Final = "epsilon"

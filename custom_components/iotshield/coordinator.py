@@ -6,14 +6,18 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+import json
 import time
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric import rsa
 from homeassistant.components import mqtt
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
+from homeassistant.exceptions import ServiceValidationError
 from homeassistant.helpers import device_registry as dr, issue_registry as ir
 from homeassistant.helpers.event import async_call_later
+from homeassistant.helpers.storage import Store
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator
 from homeassistant.util import dt as dt_util
 
@@ -30,6 +34,8 @@ from .const import (
     LOGGER,
     MAX_PENDING_ENVELOPES,
     REJECTION_LOG_INTERVAL,
+    STATE_SAVE_DELAY,
+    V1_COMMANDS,
 )
 from .keys import format_fingerprint
 from .protocol import (
@@ -39,11 +45,13 @@ from .protocol import (
     Rejection,
     Telemetry,
     V1Decoder,
+    command_topic,
     data_topic,
     legacy_data_topic,
     parse_status,
     status_topic,
 )
+from .protocol_v2 import SessionMessage, V2Receiver, parse_v2_envelope, sign_command
 from .rejections import RejectionTracker
 
 type IoTShieldConfigEntry = ConfigEntry[IoTShieldCoordinator]
@@ -77,6 +85,21 @@ def announced_key_issue_id(node_id: str) -> str:
     return f"announced_key_mismatch_{node_id}"
 
 
+def impersonation_issue_id(node_id: str) -> str:
+    """Return the repair issue id raised when a session is not signed by the paired node key."""
+    return f"impersonation_{node_id}"
+
+
+def unauthenticated_issue_id(node_id: str) -> str:
+    """Return the repair issue id shown while a node uses unauthenticated wire format v1."""
+    return f"unauthenticated_{node_id}"
+
+
+def state_store(hass: HomeAssistant, entry: ConfigEntry) -> Store[dict[str, Any]]:
+    """Return the store of a node's session keys and counters."""
+    return Store(hass, 1, f"{DOMAIN}.{entry.entry_id}")
+
+
 class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
     """Receives one node's MQTT traffic and keeps its entities up to date."""
 
@@ -86,8 +109,11 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
         self,
         hass: HomeAssistant,
         entry: IoTShieldConfigEntry,
-        decoder: V1Decoder,
+        decoder: V1Decoder | V2Receiver,
         key_fingerprint: str,
+        store: Store[dict[str, Any]],
+        stored: dict[str, Any],
+        signing_key: rsa.RSAPrivateKey,
     ) -> None:
         """Set up state; nothing is subscribed until async_start."""
         super().__init__(
@@ -104,6 +130,9 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
         # What this instance was built from; the entry also changes for other reasons.
         self.loaded_settings = entry_settings(entry)
         self._decoder = decoder
+        self._store = store
+        self._command_ctr = int(stored.get("command_ctr", 0))
+        self._signing_key = signing_key
         self.rejections = RejectionTracker(REJECTION_LOG_INTERVAL)
         self.announce: Announce | None = None
         self._online: bool | None = None
@@ -139,7 +168,8 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
             (data_topic(self.prefix, self.node_id), self._on_data),
             (status_topic(self.prefix, self.node_id), self._on_status),
         ]
-        if entry.options.get(CONF_LEGACY_TOPIC, False):
+        # The flat topic is the seed's v1 form; v2 sessions are per node.
+        if entry.options.get(CONF_LEGACY_TOPIC, False) and isinstance(self._decoder, V1Decoder):
             subscriptions.append((legacy_data_topic(self.prefix), self._on_legacy_data))
         for topic, handler in subscriptions:
             entry.async_on_unload(
@@ -186,25 +216,89 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
             )
 
     async def _drain(self) -> None:
-        """Decrypt queued envelopes in the executor, in arrival order, and apply them."""
+        """Decode queued envelopes in arrival order and apply them."""
         try:
             while self._pending:
                 batch = list(self._pending)
                 self._pending.clear()
-                # RSA private-key work costs about a millisecond: keep it off the event loop.
-                results = await self.hass.async_add_executor_job(
-                    self._decoder.decode_batch, [payload for payload, _ in batch]
-                )
-                for (_, legacy), result in zip(batch, results, strict=True):
-                    if isinstance(result, Telemetry):
-                        self._accept(result)
-                    elif legacy and result.reason is Rejection.NODE_MISMATCH:
-                        # On the shared flat topic, another node's reading is not an error.
-                        continue
-                    else:
-                        self._reject(result)
+                if isinstance(self._decoder, V2Receiver):
+                    await self._drain_v2(self._decoder, [payload for payload, _ in batch])
+                else:
+                    await self._drain_v1(self._decoder, batch)
         finally:
             self._draining = False
+
+    async def _drain_v1(self, decoder: V1Decoder, batch: list[tuple[bytes, bool]]) -> None:
+        """Decrypt v1 envelopes in the executor: each costs an RSA private-key operation."""
+        results = await self.hass.async_add_executor_job(
+            decoder.decode_batch, [payload for payload, _ in batch]
+        )
+        for (_, legacy), result in zip(batch, results, strict=True):
+            if isinstance(result, Telemetry):
+                self._accept(result)
+            elif legacy and result.reason is Rejection.NODE_MISMATCH:
+                # On the shared flat topic, another node's reading is not an error.
+                continue
+            else:
+                self._reject(result)
+
+    async def _drain_v2(self, receiver: V2Receiver, payloads: list[bytes]) -> None:
+        """Open sessions in the executor (RSA + ECDSA) and data on the loop (AES-GCM only)."""
+        for payload in payloads:
+            try:
+                msg = parse_v2_envelope(payload)
+                if isinstance(msg, SessionMessage):
+                    # Refuse a replayed session before paying for its cryptography.
+                    receiver.check_session_fresh(msg)
+                    key = await self.hass.async_add_executor_job(receiver.verify_session, msg)
+                    receiver.accept_session(msg, key)
+                    ir.async_delete_issue(self.hass, DOMAIN, impersonation_issue_id(self.node_id))
+                    self._save_state()
+                    continue
+                telemetry = receiver.open_data(msg)
+            except PayloadRejected as err:
+                self._reject(err)
+                continue
+            self._save_state()
+            self._accept(telemetry)
+
+    def _stored_data(self) -> dict[str, Any]:
+        """Return what must survive a restart: v2 session state and the command counter."""
+        data: dict[str, Any] = {"command_ctr": self._command_ctr}
+        if isinstance(self._decoder, V2Receiver):
+            data["v2"] = self._decoder.state.as_dict()
+        return data
+
+    @callback
+    def _save_state(self) -> None:
+        """Write the state soon; Home Assistant also flushes it when it stops."""
+        self._store.async_delay_save(self._stored_data, STATE_SAVE_DELAY)
+
+    async def async_flush(self) -> None:
+        """Write the state now (on unload)."""
+        await self._store.async_save(self._stored_data())
+
+    async def async_send_command(self, command: str, args: dict[str, Any]) -> None:
+        """Publish a command to the node: signed for v2, plain (and limited) for v1."""
+        if isinstance(self._decoder, V2Receiver):
+            # Never below a previous counter, even if the stored one was lost.
+            self._command_ctr = max(self._command_ctr + 1, int(time.time() * 1000))
+            ctr = self._command_ctr
+            await self.async_flush()
+            payload = await self.hass.async_add_executor_job(
+                sign_command, self._signing_key, self.node_id, ctr, command, args
+            )
+        else:
+            if command not in V1_COMMANDS:
+                raise ServiceValidationError(
+                    translation_domain=DOMAIN,
+                    translation_key="command_needs_v2",
+                    translation_placeholders={"command": command, "node_id": self.node_id},
+                )
+            payload = json.dumps({"cmd": command, **args}, separators=(",", ":")).encode()
+        await mqtt.async_publish(
+            self.hass, command_topic(self.prefix, self.node_id), payload, qos=1, retain=False
+        )
 
     @callback
     def _accept(self, telemetry: Telemetry) -> None:
@@ -226,6 +320,18 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
                 self.node_id,
                 err,
                 int(REJECTION_LOG_INTERVAL // 60),
+            )
+        if err.reason is Rejection.BAD_SIGNATURE:
+            ir.async_create_issue(
+                self.hass,
+                DOMAIN,
+                impersonation_issue_id(self.node_id),
+                is_fixable=True,
+                is_persistent=False,
+                severity=ir.IssueSeverity.ERROR,
+                translation_key="impersonation",
+                translation_placeholders={"node_id": self.node_id},
+                data={"entry_id": self.config_entry.entry_id},
             )
         if (
             err.reason is Rejection.DECRYPT_FAILED

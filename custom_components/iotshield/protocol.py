@@ -27,6 +27,7 @@ MAX_STATUS_BYTES: Final = 2048
 MAX_EPSILON: Final = 100.0
 MAX_ANNOUNCED_INTERVAL: Final = 86_400
 FINGERPRINT_HEX_DIGITS: Final = 64
+MAX_NODE_KEY_CHARS: Final = 512
 
 NODE_ID_PATTERN: Final = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 TOPIC_PREFIX_PATTERN: Final = re.compile(r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
@@ -134,11 +135,14 @@ class Announce:
     interval: int | None = None
     key_fingerprint: str | None = None
     privacy: NodePrivacy | None = None
+    node_key: str | None = None
 
     @property
     def informative(self) -> bool:
         """Say whether this is an announce object rather than a bare online/offline."""
-        return any(v is not None for v in (self.firmware, self.interval, self.privacy))
+        return any(
+            v is not None for v in (self.firmware, self.interval, self.privacy, self.node_key)
+        )
 
 
 def data_topic(prefix: str, node_id: str) -> str:
@@ -149,6 +153,11 @@ def data_topic(prefix: str, node_id: str) -> str:
 def legacy_data_topic(prefix: str) -> str:
     """Return the seed prototype's flat telemetry topic, shared by all nodes."""
     return f"{prefix}/sensors/data"
+
+
+def command_topic(prefix: str, node_id: str) -> str:
+    """Return the topic Home Assistant sends a node's commands on."""
+    return f"{prefix}/{node_id}/control/commands"
 
 
 def status_topic(prefix: str, node_id: str) -> str:
@@ -397,4 +406,7 @@ def parse_status(payload: bytes) -> Announce | None:
             else None
         ),
         privacy=_parse_privacy(doc.get("privacy")),
+        node_key=node_key
+        if isinstance(node_key := doc.get("node_key"), str) and len(node_key) < MAX_NODE_KEY_CHARS
+        else None,
     )

@@ -202,6 +202,13 @@ def node_key_der_b64(key: ec.EllipticCurvePublicKey) -> str:
     return base64.b64encode(der).decode()
 
 
+def node_key_fingerprint(der_b64: str) -> str:
+    """Return SHA-256 over a node key's DER SubjectPublicKeyInfo, as 64 hex digits."""
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(base64.b64decode(der_b64))
+    return digest.finalize().hex()
+
+
 class V2Receiver:
     """Home Assistant's side of one v2 node: sessions, counters and decryption."""
 

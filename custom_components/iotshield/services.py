@@ -1,0 +1,135 @@
+"""Services: send a node a command, and rotate Home Assistant's key for a node."""
+
+from __future__ import annotations
+
+import base64
+from datetime import timedelta
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from homeassistant.config_entries import ConfigEntryState
+from homeassistant.core import (
+    HomeAssistant,
+    ServiceCall,
+    ServiceResponse,
+    SupportsResponse,
+    callback,
+)
+from homeassistant.exceptions import ServiceValidationError
+from homeassistant.helpers import config_validation as cv, device_registry as dr
+from homeassistant.util import dt as dt_util
+import voluptuous as vol
+
+from .const import (
+    ATTR_COMMAND,
+    ATTR_EPSILON,
+    ATTR_INTERVAL,
+    COMMANDS,
+    CONF_PREVIOUS_KEY_UNTIL,
+    CONF_PREVIOUS_PRIVATE_KEY,
+    CONF_PRIVATE_KEY,
+    CONF_PROTOCOL,
+    DOMAIN,
+    KEY_ROTATION_GRACE_SECONDS,
+    PROTOCOL_V2,
+    SERVICE_ROTATE_KEY,
+    SERVICE_SEND_COMMAND,
+)
+from .coordinator import IoTShieldConfigEntry
+from .keys import fingerprint, format_fingerprint, generate_private_key, private_key_pem
+
+ATTR_DEVICE_ID = "device_id"
+
+SEND_COMMAND_SCHEMA = vol.Schema(
+    {
+        vol.Required(ATTR_DEVICE_ID): cv.string,
+        vol.Required(ATTR_COMMAND): vol.In(COMMANDS),
+        vol.Optional(ATTR_INTERVAL): vol.All(vol.Coerce(int), vol.Range(min=1, max=86400)),
+        vol.Optional(ATTR_EPSILON): vol.All(vol.Coerce(float), vol.Range(min=0, max=100)),
+    }
+)
+ROTATE_KEY_SCHEMA = vol.Schema({vol.Required(ATTR_DEVICE_ID): cv.string})
+# Which argument each command needs.
+REQUIRED_ARGUMENT = {"set_interval": ATTR_INTERVAL, "set_epsilon": ATTR_EPSILON}
+
+
+def _entry_for_device(hass: HomeAssistant, device_id: str) -> IoTShieldConfigEntry:
+    """Return the loaded IoTShield entry whose node is this device."""
+    registry = dr.async_get(hass)
+    for entry in hass.config_entries.async_entries(DOMAIN):
+        if entry.state is not ConfigEntryState.LOADED:
+            continue
+        if any(
+            d.id == device_id for d in dr.async_entries_for_config_entry(registry, entry.entry_id)
+        ):
+            return entry
+    raise ServiceValidationError(
+        translation_domain=DOMAIN,
+        translation_key="unknown_device",
+        translation_placeholders={"device_id": device_id},
+    )
+
+
+async def _async_send_command(call: ServiceCall) -> None:
+    """Send one command to a node."""
+    entry = _entry_for_device(call.hass, call.data[ATTR_DEVICE_ID])
+    command: str = call.data[ATTR_COMMAND]
+    args: dict[str, Any] = {}
+    if (needed := REQUIRED_ARGUMENT.get(command)) is not None:
+        if needed not in call.data:
+            raise ServiceValidationError(
+                translation_domain=DOMAIN,
+                translation_key="missing_argument",
+                translation_placeholders={"command": command, "argument": needed},
+            )
+        args[needed] = call.data[needed]
+    await entry.runtime_data.async_send_command(command, args)
+
+
+async def _async_rotate_key(call: ServiceCall) -> ServiceResponse:
+    """Give Home Assistant a new key for a v2 node; the old one works for a grace period."""
+    hass = call.hass
+    entry = _entry_for_device(hass, call.data[ATTR_DEVICE_ID])
+    if entry.data.get(CONF_PROTOCOL) != PROTOCOL_V2:
+        raise ServiceValidationError(
+            translation_domain=DOMAIN,
+            translation_key="rotation_needs_v2",
+            translation_placeholders={"node_id": entry.title},
+        )
+    new_key = await hass.async_add_executor_job(generate_private_key)
+    der = new_key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    # Signed with the current key, which the node trusts; it then switches to the new one.
+    await entry.runtime_data.async_send_command(
+        "set_ha_key", {"key": base64.b64encode(der).decode()}
+    )
+    until = dt_util.utcnow() + timedelta(seconds=KEY_ROTATION_GRACE_SECONDS)
+    hass.config_entries.async_update_entry(
+        entry,
+        data={
+            **entry.data,
+            CONF_PRIVATE_KEY: private_key_pem(new_key),
+            CONF_PREVIOUS_PRIVATE_KEY: entry.data[CONF_PRIVATE_KEY],
+            CONF_PREVIOUS_KEY_UNTIL: until.isoformat(),
+        },
+    )
+    return {
+        "fingerprint": format_fingerprint(fingerprint(new_key)),
+        "old_key_until": until.isoformat(),
+    }
+
+
+@callback
+def async_setup_services(hass: HomeAssistant) -> None:
+    """Register the integration's services."""
+    hass.services.async_register(
+        DOMAIN, SERVICE_SEND_COMMAND, _async_send_command, schema=SEND_COMMAND_SCHEMA
+    )
+    hass.services.async_register(
+        DOMAIN,
+        SERVICE_ROTATE_KEY,
+        _async_rotate_key,
+        schema=ROTATE_KEY_SCHEMA,
+        supports_response=SupportsResponse.OPTIONAL,
+    )
