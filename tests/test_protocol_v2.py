@@ -218,20 +218,31 @@ def _mutate(message: bytes, data: st.DataObject) -> bytes:
     return bytes(raw)
 
 
+@pytest.fixture(scope="module")
+def captured(
+    identity: ec.EllipticCurvePrivateKey, private_key: rsa.RSAPrivateKey
+) -> tuple[bytes, bytes]:
+    """Capture one valid session message and one data message (fixed for the whole run)."""
+    sender = V2Sender("kitchen", identity, private_key.public_key(), StoredCounters(None))
+    return sender.open_session(), sender.seal(_plaintext(1))
+
+
 @settings(
     max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(data=st.data())
 def test_random_mutations_never_accepted(
-    identity: ec.EllipticCurvePrivateKey, private_key: rsa.RSAPrivateKey, data: st.DataObject
+    identity: ec.EllipticCurvePrivateKey,
+    private_key: rsa.RSAPrivateKey,
+    captured: tuple[bytes, bytes],
+    data: st.DataObject,
 ) -> None:
     """No mutation of a valid message is accepted, and only PayloadRejected ever escapes."""
-    sender = V2Sender("kitchen", identity, private_key.public_key(), StoredCounters(None))
+    session, data_message = captured
     node_key = load_node_key(node_key_b64(identity))
-    session = sender.open_session()
-    message = data.draw(st.sampled_from([session, sender.seal(_plaintext(1))]))
+    message = data.draw(st.sampled_from([session, data_message]))
     receiver = V2Receiver("kitchen", node_key, [private_key], V2State())
-    if message is not session:
+    if message is data_message:
         deliver(receiver, session)
     mutated = _mutate(message, data)
     if mutated == message:
