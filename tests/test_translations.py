@@ -24,7 +24,8 @@ def _used(pattern: str) -> set[str]:
 def test_config_flow_texts() -> None:
     """Steps, errors and abort reasons of the flows are all translated."""
     config = STRINGS["config"]
-    steps = _used(r'step_id="(\w+)"') - {"init"}
+    # "confirm" is the repair flow's step, translated under issues.
+    steps = _used(r'step_id="(\w+)"') - {"init", "confirm"}
     assert steps == set(config["step"])
     assert set(STRINGS["options"]["step"]) == {"init"}
     errors = _used(r'errors\[[A-Z_]+\] = "(\w+)"') | {problem.value for problem in KeyProblem}
@@ -66,6 +67,7 @@ def test_entity_issue_and_exception_texts() -> None:
         "unauthenticated",
     }
     assert "no_announced_key" in issues["impersonation"]["fix_flow"]["abort"]
+    assert set(issues["impersonation"]["fix_flow"]["step"]) == {"confirm"}
     exceptions = _used(r'translation_key="(\w+)"') & set(STRINGS["exceptions"])
     assert exceptions == set(STRINGS["exceptions"])
     attributes = STRINGS["entity"]["sensor"]["rejected_payloads"]["state_attributes"]

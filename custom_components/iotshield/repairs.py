@@ -22,6 +22,10 @@ class RepairNodeKeyFlow(RepairsFlow):
         self._entry_id = entry_id
 
     async def async_step_init(self, user_input: dict[str, Any] | None = None) -> FlowResult:
+        """Start at the confirmation (the repairs manager passes the issue as input here)."""
+        return await self.async_step_confirm()
+
+    async def async_step_confirm(self, user_input: dict[str, Any] | None = None) -> FlowResult:
         """Show the announced key's fingerprint and ask to pin it."""
         entry = self.hass.config_entries.async_get_entry(self._entry_id)
         announce = getattr(getattr(entry, "runtime_data", None), "announce", None)
@@ -39,7 +43,7 @@ class RepairNodeKeyFlow(RepairsFlow):
             )
             return self.async_create_entry(data={})
         return self.async_show_form(
-            step_id="init",
+            step_id="confirm",
             data_schema=vol.Schema({}),
             description_placeholders={
                 "node_id": entry.title,

@@ -1,0 +1,360 @@
+"""Wire format v2 inside Home Assistant: readings, attacks, repairs, commands and key rotation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from homeassistant.core import HomeAssistant
+from homeassistant.exceptions import ServiceValidationError
+from homeassistant.helpers import device_registry as dr, issue_registry as ir
+from homeassistant.setup import async_setup_component
+from iotshield_node.readings import Readings
+from iotshield_node.telemetry import encode_telemetry, seal_v1
+from iotshield_node.v2 import (
+    CommandRejectedError,
+    StoredCounters,
+    V2Sender,
+    node_key_b64,
+    verify_command,
+)
+import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+from pytest_homeassistant_custom_component.typing import ClientSessionGenerator, MqttMockHAClient
+
+from custom_components.iotshield.const import (
+    CONF_NODE_ID,
+    CONF_NODE_KEY,
+    CONF_PRIVATE_KEY,
+    CONF_PROTOCOL,
+    CONF_TOPIC_PREFIX,
+    DOMAIN,
+)
+from custom_components.iotshield.keys import load_private_key, private_key_pem
+from custom_components.iotshield.protocol import Rejection
+
+from .helpers import publish, setup_entry
+
+pytestmark = pytest.mark.usefixtures("mqtt_mock")
+
+DATA_TOPIC = "iotshield/kitchen/sensors/data"
+READING_ENTITIES = (
+    "sensor.kitchen_temperature",
+    "sensor.kitchen_humidity",
+    "sensor.kitchen_gas_level",
+    "sensor.kitchen_illuminance",
+    "binary_sensor.kitchen_flame",
+    "binary_sensor.kitchen_motion",
+    "sensor.kitchen_last_reading",
+)
+
+
+def reading(seq: int, t: float = 21.5) -> bytes:
+    """Return a telemetry plaintext as a node writes it."""
+    return encode_telemetry(
+        "kitchen", seq, 1763900000, Readings(t, 45.0, 0.05, 300.0, False, True), None
+    )
+
+
+@pytest.fixture(scope="module")
+def identity() -> ec.EllipticCurvePrivateKey:
+    """Make the node's identity key."""
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+@pytest.fixture
+def v2_entry(
+    private_key: rsa.RSAPrivateKey, identity: ec.EllipticCurvePrivateKey
+) -> MockConfigEntry:
+    """Return an entry for node `kitchen` paired with wire format v2."""
+    return MockConfigEntry(
+        domain=DOMAIN,
+        title="kitchen",
+        unique_id="kitchen",
+        data={
+            CONF_NODE_ID: "kitchen",
+            CONF_TOPIC_PREFIX: "iotshield",
+            CONF_PRIVATE_KEY: private_key_pem(private_key),
+            CONF_PROTOCOL: 2,
+            CONF_NODE_KEY: node_key_b64(identity),
+        },
+        options={"publish_interval": 5, "stale_intervals": 3, "legacy_topic": False},
+    )
+
+
+@pytest.fixture
+def node(identity: ec.EllipticCurvePrivateKey, private_key: rsa.RSAPrivateKey) -> V2Sender:
+    """Return the node's v2 side."""
+    return V2Sender("kitchen", identity, private_key.public_key(), StoredCounters(None))
+
+
+def snapshot(hass: HomeAssistant) -> dict[str, tuple[str, object]]:
+    """Capture state and last change of the reading entities."""
+    return {
+        entity_id: (hass.states.get(entity_id).state, hass.states.get(entity_id).last_updated)
+        for entity_id in READING_ENTITIES
+    }
+
+
+async def _running(hass: HomeAssistant, entry: MockConfigEntry, node: V2Sender) -> None:
+    """Load the entry and give it a session and one reading."""
+    await setup_entry(hass, entry)
+    await publish(hass, DATA_TOPIC, node.open_session())
+    await publish(hass, DATA_TOPIC, node.seal(reading(1)))
+    assert hass.states.get("sensor.kitchen_temperature").state == "21.5"
+
+
+async def test_v2_readings_and_no_v1_warning(
+    hass: HomeAssistant,
+    v2_entry: MockConfigEntry,
+    node: V2Sender,
+    issue_registry: ir.IssueRegistry,
+) -> None:
+    """A paired v2 node's readings arrive and no unauthenticated warning is shown."""
+    await _running(hass, v2_entry, node)
+    await publish(hass, DATA_TOPIC, node.seal(reading(2, t=22.25)))
+    assert hass.states.get("sensor.kitchen_temperature").state == "22.25"
+    assert hass.states.get("sensor.kitchen_rejected_payloads").state == "0"
+    assert issue_registry.async_get_issue(DOMAIN, "unauthenticated_kitchen") is None
+
+
+async def test_v1_node_is_flagged_unauthenticated(
+    hass: HomeAssistant, mock_config_entry: MockConfigEntry, issue_registry: ir.IssueRegistry
+) -> None:
+    """While a node uses v1, a repair issue says its readings are not authenticated."""
+    await setup_entry(hass, mock_config_entry)
+    issue = issue_registry.async_get_issue(DOMAIN, "unauthenticated_kitchen")
+    assert issue is not None
+    assert issue.severity is ir.IssueSeverity.WARNING
+
+
+async def _attack(
+    hass: HomeAssistant, entry: MockConfigEntry, payload: bytes, reason: Rejection
+) -> None:
+    """Deliver an attacker's message and check nothing moved but the right counter."""
+    before = snapshot(hass)
+    counts = dict(entry.runtime_data.rejections.as_dict())
+    await publish(hass, DATA_TOPIC, payload)
+    assert snapshot(hass) == before
+    after = entry.runtime_data.rejections.as_dict()
+    assert after[reason.value] == counts[reason.value] + 1
+    assert sum(after.values()) == sum(counts.values()) + 1
+
+
+async def test_attacks_change_nothing(
+    hass: HomeAssistant,
+    v2_entry: MockConfigEntry,
+    node: V2Sender,
+    private_key: rsa.RSAPrivateKey,
+    issue_registry: ir.IssueRegistry,
+) -> None:
+    """Forgery with public material, replays, old counters and a v1 downgrade are refused."""
+    await _running(hass, v2_entry, node)
+    second, third = node.seal(reading(2, t=22.0)), node.seal(reading(3, t=23.0))
+    await publish(hass, DATA_TOPIC, third)
+    assert hass.states.get("sensor.kitchen_temperature").state == "23.0"
+
+    attacker = V2Sender(
+        "kitchen",
+        ec.generate_private_key(ec.SECP256R1()),
+        private_key.public_key(),
+        StoredCounters(None, last_sid=99),
+    )
+    await _attack(hass, v2_entry, attacker.open_session(), Rejection.BAD_SIGNATURE)
+    assert issue_registry.async_get_issue(DOMAIN, "impersonation_kitchen") is not None
+    attacker.sid, attacker.ctr = node.sid, 100
+    await _attack(hass, v2_entry, attacker.seal(reading(9, t=80.0)), Rejection.AUTH_FAILED)
+    await _attack(hass, v2_entry, third, Rejection.REPLAYED)
+    await _attack(hass, v2_entry, second, Rejection.REPLAYED)
+    plain = seal_v1(reading(9, t=80.0), private_key.public_key())
+    await _attack(hass, v2_entry, plain, Rejection.DOWNGRADE)
+    # A genuine new session clears the impersonation warning.
+    await publish(hass, DATA_TOPIC, node.open_session())
+    assert issue_registry.async_get_issue(DOMAIN, "impersonation_kitchen") is None
+
+
+async def test_replay_after_restart(
+    hass: HomeAssistant, v2_entry: MockConfigEntry, node: V2Sender
+) -> None:
+    """Captured messages stay refused after Home Assistant restarts the entry."""
+    await setup_entry(hass, v2_entry)
+    session = node.open_session()
+    await publish(hass, DATA_TOPIC, session)
+    captured = node.seal(reading(1, t=20.0))
+    await publish(hass, DATA_TOPIC, captured)
+    await publish(hass, DATA_TOPIC, node.seal(reading(2, t=24.0)))
+    assert await hass.config_entries.async_reload(v2_entry.entry_id)
+    await hass.async_block_till_done()
+    await _attack(hass, v2_entry, captured, Rejection.REPLAYED)
+    await _attack(hass, v2_entry, session, Rejection.REPLAYED)
+    await publish(hass, DATA_TOPIC, node.seal(reading(3, t=25.0)))
+    assert hass.states.get("sensor.kitchen_temperature").state == "25.0"
+
+
+async def test_every_bit_flip_changes_nothing(
+    hass: HomeAssistant, v2_entry: MockConfigEntry, node: V2Sender
+) -> None:
+    """A bit flipped anywhere in a valid data message: refused, counted, no state moves."""
+    await _running(hass, v2_entry, node)
+    valid = node.seal(reading(2, t=30.0))
+    before = snapshot(hass)
+    for index in range(len(valid) * 8):
+        mutated = bytearray(valid)
+        mutated[index // 8] ^= 1 << (index % 8)
+        await publish(hass, DATA_TOPIC, bytes(mutated))
+    assert snapshot(hass) == before
+    assert v2_entry.runtime_data.rejections.total == len(valid) * 8
+    await publish(hass, DATA_TOPIC, valid)
+    assert hass.states.get("sensor.kitchen_temperature").state == "30.0"
+
+
+async def test_impersonation_repair_flow(
+    hass: HomeAssistant,
+    hass_client: ClientSessionGenerator,
+    v2_entry: MockConfigEntry,
+    private_key: rsa.RSAPrivateKey,
+    issue_registry: ir.IssueRegistry,
+) -> None:
+    """After a node reset, the user can pin its new identity key from the repair."""
+    assert await async_setup_component(hass, "repairs", {})
+    await setup_entry(hass, v2_entry)
+    reset = ec.generate_private_key(ec.SECP256R1())
+    new_node = V2Sender("kitchen", reset, private_key.public_key(), StoredCounters(None))
+    await publish(
+        hass,
+        "iotshield/kitchen/status",
+        f'{{"state":"online","proto":2,"node_key":"{node_key_b64(reset)}"}}'.encode(),
+    )
+    await publish(hass, DATA_TOPIC, new_node.open_session())
+    assert issue_registry.async_get_issue(DOMAIN, "impersonation_kitchen") is not None
+
+    client = await hass_client()
+    response = await client.post(
+        "/api/repairs/issues/fix", json={"handler": DOMAIN, "issue_id": "impersonation_kitchen"}
+    )
+    flow = await response.json()
+    assert flow["step_id"] == "confirm"
+    assert flow["description_placeholders"]["node_id"] == "kitchen"
+    response = await client.post(f"/api/repairs/issues/fix/{flow['flow_id']}", json={})
+    assert (await response.json())["type"] == "create_entry"
+    await hass.async_block_till_done()
+    assert v2_entry.data[CONF_NODE_KEY] == node_key_b64(reset)
+    new_node.counters.last_sid += 1
+    await publish(hass, DATA_TOPIC, new_node.open_session())
+    await publish(hass, DATA_TOPIC, new_node.seal(reading(1, t=26.0)))
+    assert hass.states.get("sensor.kitchen_temperature").state == "26.0"
+
+
+def _device_id(hass: HomeAssistant, entry: MockConfigEntry) -> str:
+    (device,) = dr.async_entries_for_config_entry(dr.async_get(hass), entry.entry_id)
+    return device.id
+
+
+def _published(mqtt_mock: MqttMockHAClient) -> tuple[str, bytes]:
+    """Return the topic and payload of the last MQTT publish."""
+    args = mqtt_mock.async_publish.call_args[0]
+    payload = args[1]
+    return args[0], payload if isinstance(payload, bytes) else payload.encode()
+
+
+async def test_send_command_is_signed_and_fresh(
+    hass: HomeAssistant,
+    v2_entry: MockConfigEntry,
+    mqtt_mock: MqttMockHAClient,
+    private_key: rsa.RSAPrivateKey,
+) -> None:
+    """Commands reach the node signed, with increasing counters the node accepts once."""
+    await setup_entry(hass, v2_entry)
+    device_id = _device_id(hass, v2_entry)
+    counters = StoredCounters(None)
+    seen: list[tuple[str, dict[str, Any]]] = []
+    for data in (
+        {"command": "set_interval", "interval": 12},
+        {"command": "set_epsilon", "epsilon": 1.0},
+        {"command": "reboot"},
+    ):
+        await hass.services.async_call(
+            DOMAIN, "send_command", {"device_id": device_id, **data}, blocking=True
+        )
+        topic, payload = _published(mqtt_mock)
+        assert topic == "iotshield/kitchen/control/commands"
+        seen.append(verify_command(payload, private_key.public_key(), "kitchen", counters))
+        with pytest.raises(CommandRejectedError):
+            verify_command(payload, private_key.public_key(), "kitchen", counters)
+    assert seen == [
+        ("set_interval", {"interval": 12}),
+        ("set_epsilon", {"epsilon": 1.0}),
+        ("reboot", {}),
+    ]
+    with pytest.raises(ServiceValidationError):
+        await hass.services.async_call(
+            DOMAIN,
+            "send_command",
+            {"device_id": device_id, "command": "set_interval"},
+            blocking=True,
+        )
+    with pytest.raises(ServiceValidationError):
+        await hass.services.async_call(
+            DOMAIN, "send_command", {"device_id": "nope", "command": "reboot"}, blocking=True
+        )
+
+
+async def test_v1_commands_are_limited(
+    hass: HomeAssistant, mock_config_entry: MockConfigEntry, mqtt_mock: MqttMockHAClient
+) -> None:
+    """A v1 node gets only the harmless unsigned commands."""
+    await setup_entry(hass, mock_config_entry)
+    device_id = _device_id(hass, mock_config_entry)
+    await hass.services.async_call(
+        DOMAIN, "send_command", {"device_id": device_id, "command": "publish_now"}, blocking=True
+    )
+    assert _published(mqtt_mock) == ("iotshield/kitchen/control/commands", b'{"cmd":"publish_now"}')
+    with pytest.raises(ServiceValidationError) as info:
+        await hass.services.async_call(
+            DOMAIN, "send_command", {"device_id": device_id, "command": "reboot"}, blocking=True
+        )
+    assert info.value.translation_key == "command_needs_v2"
+    with pytest.raises(ServiceValidationError):
+        await hass.services.async_call(
+            DOMAIN, "rotate_key", {"device_id": device_id}, blocking=True, return_response=True
+        )
+
+
+async def test_key_rotation_loses_no_reading(
+    hass: HomeAssistant,
+    v2_entry: MockConfigEntry,
+    mqtt_mock: MqttMockHAClient,
+    node: V2Sender,
+    private_key: rsa.RSAPrivateKey,
+) -> None:
+    """The node learns the new key by a command signed with the old one; both work meanwhile."""
+    await _running(hass, v2_entry, node)
+    response = await hass.services.async_call(
+        DOMAIN,
+        "rotate_key",
+        {"device_id": _device_id(hass, v2_entry)},
+        blocking=True,
+        return_response=True,
+    )
+    await hass.async_block_till_done()
+    _, payload = _published(mqtt_mock)
+    cmd, args = verify_command(payload, private_key.public_key(), "kitchen", StoredCounters(None))
+    assert cmd == "set_ha_key"
+    new_public = serialization.load_der_public_key(__import__("base64").b64decode(args["key"]))
+    new_private = load_private_key(v2_entry.data[CONF_PRIVATE_KEY])
+    assert isinstance(new_public, rsa.RSAPublicKey)
+    assert new_public.public_numbers() == new_private.public_key().public_numbers()
+    assert response is not None
+    assert len(str(response["fingerprint"]).replace(" ", "")) == 64
+
+    # A session the node opened with the old key just before switching still counts...
+    await publish(hass, DATA_TOPIC, node.open_session())
+    await publish(hass, DATA_TOPIC, node.seal(reading(2, t=27.0)))
+    assert hass.states.get("sensor.kitchen_temperature").state == "27.0"
+    # ...and so does the first session under the new key.
+    node.ha_key = new_public
+    await publish(hass, DATA_TOPIC, node.open_session())
+    await publish(hass, DATA_TOPIC, node.seal(reading(3, t=28.0)))
+    assert hass.states.get("sensor.kitchen_temperature").state == "28.0"
+    assert hass.states.get("sensor.kitchen_rejected_payloads").state == "0"
