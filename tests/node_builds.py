@@ -12,6 +12,7 @@ FIRMWARE = Path(__file__).parent.parent / "firmware"
 SOURCES = [
     FIRMWARE / "src" / "core" / "privacy.cpp",
     FIRMWARE / "src" / "core" / "telemetry.cpp",
+    FIRMWARE / "src" / "core" / "v2.cpp",
     FIRMWARE / "host" / "host_node.cpp",
 ]
 
@@ -52,13 +53,13 @@ class HostNode:
         """Remember the binary."""
         self.binary = binary
 
-    def run(self, *args: object) -> list[str]:
+    def run(self, *args: object, stdin: bytes | None = None, expect: int = 0) -> list[str]:
         """Run one command and return its output lines."""
         result = subprocess.run(
-            [str(self.binary), *map(str, args)], capture_output=True, text=True, check=False
+            [str(self.binary), *map(str, args)], input=stdin, capture_output=True, check=False
         )
-        assert result.returncode == 0, result.stderr
-        return result.stdout.splitlines()
+        assert result.returncode == expect, result.stderr.decode()
+        return result.stdout.decode().splitlines()
 
 
 @pytest.fixture(scope="session")

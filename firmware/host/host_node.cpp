@@ -7,6 +7,11 @@
 //   host_node noise SENSOR VALUE COUNT SEED EPS DELTA
 //       prints COUNT privatized values of one sensor (t h g l m f)
 //   host_node announce KEY.pem NODE FW INTERVAL EPS
+//   host_node identity-new OUT.pem          prints the new identity's node_key
+//   host_node v2 KEY.pem IDENTITY.pem NODE SID COUNT T H G L F M
+//       prints a session message, then COUNT data messages (telemetry seq = ctr)
+//   host_node verify-command KEY.pem NODE LAST_CTR < message
+//       prints "ok CMD CTR INTERVAL EPSILON KEY" (exit 0) or "rejected REASON" (exit 3)
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -21,6 +26,7 @@
 
 #include "core/privacy.h"
 #include "core/telemetry.h"
+#include "core/v2.h"
 
 using iotshield::NoiseSource;
 using iotshield::PrivacyConfig;
@@ -55,6 +61,21 @@ std::optional<bool> opt_flag(const char* text) {
   if (std::strcmp(text, "null") == 0) return std::nullopt;
   return std::strcmp(text, "1") == 0;
 }
+
+// A CTR-DRBG seeded from the host's entropy, for OAEP padding, keys and signatures.
+struct Drbg {
+  mbedtls_entropy_context entropy;
+  mbedtls_ctr_drbg_context ctx;
+  Drbg() {
+    mbedtls_entropy_init(&entropy);
+    mbedtls_ctr_drbg_init(&ctx);
+    mbedtls_ctr_drbg_seed(&ctx, mbedtls_entropy_func, &entropy, nullptr, 0);
+  }
+  ~Drbg() {
+    mbedtls_ctr_drbg_free(&ctx);
+    mbedtls_entropy_free(&entropy);
+  }
+};
 
 int load(iotshield::Sealer& sealer, const char* path) {
   int rc = sealer.load_public_key(read_file(path));
@@ -144,6 +165,60 @@ int main(int argc, char** argv) {
                                           static_cast<uint32_t>(std::strtoul(argv[5], nullptr, 10)),
                                           &privacy, sealer.fingerprint())
               << "\n";
+    return 0;
+  }
+  if (cmd == "identity-new" && argc == 3) {
+    Drbg drbg;
+    iotshield::Identity identity;
+    if (identity.generate(mbedtls_ctr_drbg_random, &drbg.ctx) != 0) return 1;
+    std::ofstream(argv[2]) << identity.private_pem();
+    std::cout << identity.public_der_b64() << "\n";
+    return 0;
+  }
+  if (cmd == "v2" && argc == 13) {
+    Drbg drbg;
+    iotshield::Sealer sealer;
+    iotshield::Identity identity;
+    if (load(sealer, argv[2]) != 0) return 1;
+    if (identity.load_pem(read_file(argv[3]), mbedtls_ctr_drbg_random, &drbg.ctx) != 0) {
+      std::fprintf(stderr, "cannot load identity\n");
+      return 1;
+    }
+    const std::string node = argv[4];
+    iotshield::SessionSender session;
+    std::string message;
+    if (session.open(node, static_cast<uint32_t>(std::strtoul(argv[5], nullptr, 10)), sealer,
+                     identity, mbedtls_ctr_drbg_random, &drbg.ctx, message) != 0) {
+      return 1;
+    }
+    std::cout << message << "\n";
+    Readings r{opt_number(argv[7]), opt_number(argv[8]), opt_number(argv[9]),
+               opt_number(argv[10]), opt_flag(argv[11]), opt_flag(argv[12])};
+    const long count = std::strtol(argv[6], nullptr, 10);
+    for (long i = 1; i <= count; ++i) {
+      const std::string plaintext =
+          iotshield::encode_telemetry(node, static_cast<uint32_t>(i), 1763900000, r, nullptr);
+      if (session.seal(node, plaintext, message) != 0) return 1;
+      std::cout << message << "\n";
+    }
+    return 0;
+  }
+  if (cmd == "verify-command" && argc == 5) {
+    iotshield::Sealer sealer;
+    if (load(sealer, argv[2]) != 0) return 1;
+    std::stringstream in;
+    in << std::cin.rdbuf();
+    iotshield::Command command;
+    const auto verdict = iotshield::verify_command(
+        in.str(), sealer, argv[3], std::strtoull(argv[4], nullptr, 10), command);
+    static const char* const kNames[] = {"ok", "unreadable", "bad_signature", "other_node",
+                                         "replayed"};
+    if (verdict != iotshield::CommandVerdict::kOk) {
+      std::cout << "rejected " << kNames[static_cast<int>(verdict)] << "\n";
+      return 3;
+    }
+    std::cout << "ok " << command.cmd << " " << command.ctr << " " << command.interval << " "
+              << command.epsilon << " " << (command.key.empty() ? "-" : command.key) << "\n";
     return 0;
   }
   std::fprintf(stderr, "usage: see the comment at the top of firmware/host/host_node.cpp\n");

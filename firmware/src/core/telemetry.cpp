@@ -95,19 +95,41 @@ std::string Sealer::fingerprint() const {
   return out;
 }
 
-int Sealer::seal_v1(const std::string& plaintext, MbedRng rng, void* rng_ctx,
-                    std::string& envelope) {
+int Sealer::encrypt(const std::string& plaintext, MbedRng rng, void* rng_ctx,
+                    std::string& ciphertext) {
   if (!loaded_) return -1;
   if (plaintext.size() > max_plaintext()) return -2;
-  std::vector<unsigned char> ciphertext(mbedtls_pk_get_len(&pk_));
+  std::vector<unsigned char> out(mbedtls_pk_get_len(&pk_));
   size_t written = 0;
-  int rc = mbedtls_pk_encrypt(&pk_, reinterpret_cast<const unsigned char*>(plaintext.data()),
-                              plaintext.size(), ciphertext.data(), &written, ciphertext.size(),
-                              rng, rng_ctx);
+  const int rc = mbedtls_pk_encrypt(&pk_, reinterpret_cast<const unsigned char*>(plaintext.data()),
+                                    plaintext.size(), out.data(), &written, out.size(), rng,
+                                    rng_ctx);
+  if (rc == 0) ciphertext.assign(reinterpret_cast<char*>(out.data()), written);
+  return rc;
+}
+
+int Sealer::verify_pss(const std::string& data, const std::string& signature) {
+  if (!loaded_) return -1;
+  unsigned char hash[32];
+  int rc = mbedtls_md(mbedtls_md_info_from_type(MBEDTLS_MD_SHA256),
+                      reinterpret_cast<const unsigned char*>(data.data()), data.size(), hash);
   if (rc != 0) return rc;
+  // The key's padding is PKCS#1 v2.1 with SHA-256 (set at load), so this checks RSASSA-PSS.
+  return mbedtls_pk_verify(&pk_, MBEDTLS_MD_SHA256, hash, sizeof(hash),
+                           reinterpret_cast<const unsigned char*>(signature.data()),
+                           signature.size());
+}
+
+int Sealer::seal_v1(const std::string& plaintext, MbedRng rng, void* rng_ctx,
+                    std::string& envelope) {
+  std::string raw;
+  int rc = encrypt(plaintext, rng, rng_ctx, raw);
+  if (rc != 0) return rc;
+  const size_t written = raw.size();
   std::vector<unsigned char> b64(4 * ((written + 2) / 3) + 1);
   size_t b64_len = 0;
-  rc = mbedtls_base64_encode(b64.data(), b64.size(), &b64_len, ciphertext.data(), written);
+  rc = mbedtls_base64_encode(b64.data(), b64.size(), &b64_len,
+                             reinterpret_cast<const unsigned char*>(raw.data()), written);
   if (rc != 0) return rc;
   envelope = "{\"v\":1,\"ct\":\"" + std::string(reinterpret_cast<char*>(b64.data()), b64_len) +
              "\"}";

@@ -37,6 +37,10 @@ class Sealer {
   // RSA-OAEP/SHA-256 encrypts and frames as {"v":1,"ct":"..."}; 0 on success.
   int seal_v1(const std::string& plaintext, MbedRng rng, void* rng_ctx, std::string& envelope);
   size_t max_plaintext() const;
+  // Raw RSA-OAEP/SHA-256 encryption to Home Assistant's key (v2 session keys); 0 on success.
+  int encrypt(const std::string& plaintext, MbedRng rng, void* rng_ctx, std::string& ciphertext);
+  // RSASSA-PSS/SHA-256 verification with Home Assistant's key (v2 commands); 0 when valid.
+  int verify_pss(const std::string& data, const std::string& signature);
 
  private:
   mbedtls_pk_context pk_;
