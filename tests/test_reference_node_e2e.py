@@ -6,12 +6,14 @@ from pathlib import Path
 import signal
 
 from cryptography.hazmat.primitives.asymmetric import rsa
-from homeassistant.components import mqtt
 from homeassistant.const import STATE_OFF, STATE_UNAVAILABLE
 from homeassistant.core import HomeAssistant
+from homeassistant.helpers import device_registry as dr
+from iotshield_node.v2 import load_or_create_identity, node_key_b64
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
+from custom_components.iotshield.const import CONF_NODE_KEY, CONF_PROTOCOL, DOMAIN
 from custom_components.iotshield.keys import public_key_pem
 
 from .broker import (  # noqa: F401
@@ -33,14 +35,29 @@ async def test_reference_node_feeds_the_six_entities(
     private_key: rsa.RSAPrivateKey,
     tmp_path: Path,
 ) -> None:
-    """Announce, readings, a command from Home Assistant, and a clean `offline` at exit."""
+    """Announce, v2 readings, a signed command from Home Assistant, and `offline` at exit."""
     mqtt_entry = await connect_home_assistant(hass, mosquitto)
-    await setup_entry(hass, mock_config_entry)
-    coordinator = mock_config_entry.runtime_data
+    # The node's identity exists before pairing, as on a flashed node.
+    identity = load_or_create_identity(tmp_path / "kitchen.identity.pem")
+    entry = MockConfigEntry(
+        domain=DOMAIN,
+        title="kitchen",
+        unique_id="kitchen",
+        data={
+            **mock_config_entry.data,
+            CONF_PROTOCOL: 2,
+            CONF_NODE_KEY: node_key_b64(identity),
+        },
+        options=mock_config_entry.options,
+    )
+    await setup_entry(hass, entry)
+    coordinator = entry.runtime_data
     key = tmp_path / "ha_public.pem"
     key.write_text(public_key_pem(private_key))
     # A long interval: after its first reading the node only speaks when told to.
-    node = start_reference_node(mosquitto, key, "--interval", "600", "--seed", "3")
+    node = start_reference_node(
+        mosquitto, key, "--interval", "600", "--seed", "3", "--state-dir", str(tmp_path)
+    )
     try:
         await wait_until(
             hass,
@@ -48,9 +65,13 @@ async def test_reference_node_feeds_the_six_entities(
             "the node's retained announce",
         )
         before = coordinator.data.telemetry.seq if coordinator.data.telemetry else -1
-        # Ask for a reading now, as the control topic allows.
-        await mqtt.async_publish(
-            hass, "iotshield/kitchen/control/commands", '{"cmd":"publish_now"}', qos=1
+        # Ask for a reading now, with a signed command through the service.
+        (device,) = dr.async_entries_for_config_entry(dr.async_get(hass), entry.entry_id)
+        await hass.services.async_call(
+            DOMAIN,
+            "send_command",
+            {"device_id": device.id, "command": "publish_now"},
+            blocking=True,
         )
         await wait_until(
             hass,
@@ -75,7 +96,10 @@ async def test_reference_node_feeds_the_six_entities(
         assert 0 <= float(states["illuminance"]) <= 20000
         assert states["flame"] == STATE_OFF
         assert states["motion"] in ("on", "off")
-        assert hass.states.get("sensor.kitchen_rejected_payloads").state == "0"
+        # The node's first session went out before Home Assistant listened: its reading was
+        # refused as an unknown session, Home Assistant asked for a new session, and got it.
+        counts = coordinator.rejections.as_dict()
+        assert {k: v for k, v in counts.items() if v} in ({}, {"unknown_session": 1})
         telemetry = coordinator.data.telemetry
         assert telemetry is not None
         assert telemetry.privacy is not None
@@ -92,6 +116,6 @@ async def test_reference_node_feeds_the_six_entities(
         if node.poll() is None:
             node.kill()
             node.wait()
-    assert await hass.config_entries.async_unload(mock_config_entry.entry_id)
+    assert await hass.config_entries.async_unload(entry.entry_id)
     assert await hass.config_entries.async_unload(mqtt_entry.entry_id)
     await hass.async_block_till_done()

@@ -11,12 +11,21 @@ import threading
 import time
 
 from cryptography.hazmat.primitives.asymmetric import rsa
+from iotshield_node.v2 import load_or_create_identity, node_key_b64
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 import pytest
 
 from custom_components.iotshield.keys import public_key_pem
-from custom_components.iotshield.protocol import V1Decoder
+from custom_components.iotshield.protocol import Telemetry
+from custom_components.iotshield.protocol_v2 import (
+    SessionMessage,
+    V2Receiver,
+    V2State,
+    load_node_key,
+    parse_v2_envelope,
+    sign_command,
+)
 
 from .broker import Broker, start_broker, start_reference_node, stop_broker
 
@@ -66,45 +75,80 @@ class Observer:
 
 
 def test_node_announces_publishes_obeys_and_reconnects(
-    private_key: rsa.RSAPrivateKey, tmp_path: Path
+    private_key: rsa.RSAPrivateKey, other_private_key: rsa.RSAPrivateKey, tmp_path: Path
 ) -> None:
-    """Announce on connect, QoS 1 data, set_interval, and a re-announce after a broker restart."""
+    """Announce, v2 data, signed commands only, new session after a broker restart."""
     brokers = [start_broker()]
     try:
-        _exercise_node(brokers, private_key, tmp_path)
+        _exercise_node(brokers, private_key, other_private_key, tmp_path)
     finally:
         for broker in brokers:
             stop_broker(broker)
         shutil.rmtree(brokers[0].directory, ignore_errors=True)
 
 
-def _exercise_node(brokers: list[Broker], private_key: rsa.RSAPrivateKey, tmp_path: Path) -> None:
+def _exercise_node(
+    brokers: list[Broker],
+    private_key: rsa.RSAPrivateKey,
+    other_private_key: rsa.RSAPrivateKey,
+    tmp_path: Path,
+) -> None:
     """Run the node against the broker, restarting it once (the new broker joins `brokers`)."""
     broker = brokers[0]
     key = tmp_path / "ha_public.pem"
     key.write_text(public_key_pem(private_key))
     observer = Observer(broker)
-    node = start_reference_node(broker, key, "--interval", "600")
-    decoder = V1Decoder(private_key, "kitchen")
+    identity = load_or_create_identity(tmp_path / "kitchen.identity.pem")
+    node = start_reference_node(broker, key, "--interval", "600", "--state-dir", str(tmp_path))
+    receiver = V2Receiver(
+        "kitchen", load_node_key(node_key_b64(identity)), [private_key], V2State()
+    )
+
+    def decode(payload: bytes) -> Telemetry | None:
+        msg = parse_v2_envelope(payload)
+        if isinstance(msg, SessionMessage):
+            receiver.accept_session(msg, receiver.verify_session(msg))
+            return None
+        return receiver.open_data(msg)
+
+    def is_data(msg: paho.MQTTMessage) -> bool:
+        return msg.topic == "iotshield/kitchen/sensors/data" and b'"type":"data"' in msg.payload
+
+    def is_session(msg: paho.MQTTMessage) -> bool:
+        return msg.topic == "iotshield/kitchen/sensors/data" and b'"type":"session"' in msg.payload
+
     try:
         status = observer.wait_for(lambda m: m.topic == "iotshield/kitchen/status")
         assert json.loads(status.payload)["interval"] == 600
+        assert json.loads(status.payload)["node_key"] == node_key_b64(identity)
         late = Observer(broker)
         assert late.wait_for(lambda m: m.topic == "iotshield/kitchen/status").retain
         late.close()
-        data = observer.wait_for(lambda m: m.topic == "iotshield/kitchen/sensors/data")
+        session = observer.wait_for(is_session)
+        decode(session.payload)
+        data = observer.wait_for(is_data)
         assert data.qos == 1
-        first = decoder.decode(data.payload)
+        first = decode(data.payload)
+        assert first is not None
 
-        observer.publish(
-            "iotshield/kitchen/control/commands", '{"cmd":"set_interval","interval":7}'
-        )
+        commands = "iotshield/kitchen/control/commands"
+        # Unsigned, forged and replayed commands are ignored...
+        observer.publish(commands, '{"cmd":"set_interval","interval":3}')
+        forged = sign_command(other_private_key, "kitchen", 10**13, "set_interval", {"interval": 4})
+        observer.publish(commands, forged.decode())
+        signed = sign_command(private_key, "kitchen", 10**13, "set_interval", {"interval": 7})
+        # ...and a signed one is obeyed, once.
+        observer.publish(commands, signed.decode())
         status = observer.wait_for(lambda m: m.topic == "iotshield/kitchen/status")
         assert json.loads(status.payload)["interval"] == 7
-        data = observer.wait_for(lambda m: m.topic == "iotshield/kitchen/sensors/data")
-        assert decoder.decode(data.payload).seq > first.seq
-        observer.publish("iotshield/kitchen/control/commands", '{"cmd":"reboot"}')
-        observer.publish("iotshield/kitchen/control/commands", "not json")
+        data = observer.wait_for(is_data)
+        second = decode(data.payload)
+        assert second is not None
+        assert second.seq > first.seq
+        observer.publish(commands, signed.decode())
+        observer.publish(commands, "not json")
+        with pytest.raises(pytest.fail.Exception):
+            observer.wait_for(lambda m: m.topic == "iotshield/kitchen/status", seconds=2)
 
         # The broker goes away and comes back empty: the node reconnects and announces again.
         stop_broker(broker)
@@ -116,6 +160,10 @@ def _exercise_node(brokers: list[Broker], private_key: rsa.RSAPrivateKey, tmp_pa
         )
         assert json.loads(status.payload)["state"] == "online"
         assert json.loads(status.payload)["interval"] == 7
+        # ...and opens a new session, whose data Home Assistant accepts.
+        decode(observer.wait_for(is_session).payload)
+        third = decode(observer.wait_for(is_data, seconds=15).payload)
+        assert third is not None
         assert node.poll() is None
     finally:
         node.terminate()

@@ -358,3 +358,37 @@ async def test_key_rotation_loses_no_reading(
     await publish(hass, DATA_TOPIC, node.seal(reading(3, t=28.0)))
     assert hass.states.get("sensor.kitchen_temperature").state == "28.0"
     assert hass.states.get("sensor.kitchen_rejected_payloads").state == "0"
+
+
+async def test_unknown_session_asks_node_for_a_new_one(
+    hass: HomeAssistant,
+    v2_entry: MockConfigEntry,
+    mqtt_mock: MqttMockHAClient,
+    node: V2Sender,
+    private_key: rsa.RSAPrivateKey,
+) -> None:
+    """Data of a session Home Assistant missed makes it ask (signed, rate-limited) for a new one."""
+    await setup_entry(hass, v2_entry)
+    await hass.async_block_till_done(wait_background_tasks=True)
+    counters = StoredCounters(None)
+    # At start, with no session yet, Home Assistant asks once.
+    _, payload = _published(mqtt_mock)
+    assert verify_command(payload, private_key.public_key(), "kitchen", counters) == (
+        "open_session",
+        {},
+    )
+    node.open_session()  # published before Home Assistant listened: lost
+    mqtt_mock.async_publish.reset_mock()
+    await publish(hass, DATA_TOPIC, node.seal(reading(1)))
+    await hass.async_block_till_done(wait_background_tasks=True)
+    _, payload = _published(mqtt_mock)
+    assert verify_command(payload, private_key.public_key(), "kitchen", counters)[0] == (
+        "open_session"
+    )
+    mqtt_mock.async_publish.reset_mock()
+    await publish(hass, DATA_TOPIC, node.seal(reading(2)))
+    await hass.async_block_till_done(wait_background_tasks=True)
+    assert not mqtt_mock.async_publish.called  # at most once a minute
+    await publish(hass, DATA_TOPIC, node.open_session())
+    await publish(hass, DATA_TOPIC, node.seal(reading(3, t=24.5)))
+    assert hass.states.get("sensor.kitchen_temperature").state == "24.5"

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from homeassistant.components import mqtt
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
-from homeassistant.exceptions import ServiceValidationError
+from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers import device_registry as dr, issue_registry as ir
 from homeassistant.helpers.event import async_call_later
 from homeassistant.helpers.storage import Store
@@ -34,6 +34,7 @@ from .const import (
     LOGGER,
     MAX_PENDING_ENVELOPES,
     REJECTION_LOG_INTERVAL,
+    SESSION_REQUEST_INTERVAL,
     STATE_SAVE_DELAY,
     V1_COMMANDS,
 )
@@ -133,6 +134,7 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
         self._store = store
         self._command_ctr = int(stored.get("command_ctr", 0))
         self._signing_key = signing_key
+        self._last_session_request: float | None = None
         self.rejections = RejectionTracker(REJECTION_LOG_INTERVAL)
         self.announce: Announce | None = None
         self._online: bool | None = None
@@ -177,6 +179,9 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
             )
         entry.async_on_unload(self._stop_stale_clock)
         self._arm_stale_clock()
+        if isinstance(self._decoder, V2Receiver) and self._decoder.state.current is None:
+            # Nobody may be listening yet; this one does not count against the rate limit.
+            self._request_session(rate_limited=False)
 
     @callback
     def async_add_rejection_listener(self, listener: Callable[[], None]) -> CALLBACK_TYPE:
@@ -258,9 +263,31 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
                 telemetry = receiver.open_data(msg)
             except PayloadRejected as err:
                 self._reject(err)
+                if err.reason is Rejection.UNKNOWN_SESSION:
+                    self._request_session()
                 continue
             self._save_state()
             self._accept(telemetry)
+
+    @callback
+    def _request_session(self, *, rate_limited: bool = True) -> None:
+        """Ask a v2 node to open a session we hold, at most once a minute."""
+        now = time.monotonic()
+        if rate_limited:
+            last = self._last_session_request
+            if last is not None and now - last < SESSION_REQUEST_INTERVAL:
+                return
+            self._last_session_request = now
+        self.config_entry.async_create_background_task(
+            self.hass, self._async_request_session(), f"{DOMAIN} {self.node_id} open_session"
+        )
+
+    async def _async_request_session(self) -> None:
+        """Send open_session; a node that is offline simply does not answer."""
+        try:
+            await self.async_send_command("open_session", {})
+        except HomeAssistantError as err:
+            LOGGER.debug("Could not ask node %s for a session: %s", self.node_id, err)
 
     def _stored_data(self) -> dict[str, Any]:
         """Return what must survive a restart: v2 session state and the command counter."""

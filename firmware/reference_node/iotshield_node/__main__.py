@@ -85,6 +85,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 noise_seed=None if args.noise_seed is None else args.noise_seed + index,
                 prefix=args.prefix,
                 flat_topic=args.flat_topic,
+                protocol=args.protocol,
+                state_dir=args.state_dir,
             )
         )
     stop = threading.Event()
@@ -169,6 +171,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--key-dir", type=Path, help="folder of <node id>.pem public keys")
     run.add_argument("--prefix", default="iotshield")
     run.add_argument("--flat-topic", action="store_true", help="publish to <prefix>/sensors/data")
+    run.add_argument(
+        "--protocol", type=int, choices=(1, 2), default=2, help="wire format (default 2)"
+    )
+    run.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path(".iotshield-node"),
+        help="where v2 identity keys and counters are kept",
+    )
     sim.add_argument("--start", type=datetime.fromisoformat, default=DEFAULT_START)
     sim.add_argument("--out", type=Path, help="file for the readings (default: stdout)")
     return parser
