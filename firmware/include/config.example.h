@@ -23,6 +23,10 @@
   "paste the lines of the key here, each followed by \\n\n" \
   "-----END PUBLIC KEY-----\n"
 
+// ---- Wire format ---------------------------------------------------------------------------
+// v2 (signed, replay-protected) is the default. Only for a node paired as v1 in Home Assistant:
+// #define WIRE_FORMAT_V1
+
 // ---- Privacy (firmware/PROTOCOL.md section 7) ---------------------------------------------
 #define PRIVACY_EPSILON 0.5        // 0 turns the Gaussian noise off
 #define PRIVACY_DELTA 1e-5

@@ -1,8 +1,10 @@
 // IoTShield node: the thin Arduino layer around the portable core in src/core/.
-// Reads the six sensors, applies the privacy layer, encrypts for Home Assistant and publishes
-// over MQTT with QoS 1 and a last will, as firmware/PROTOCOL.md specifies.
+// Reads the six sensors, applies the privacy layer, and publishes over MQTT with QoS 1 and a
+// last will as firmware/PROTOCOL.md specifies: wire format v2 (signed sessions, AES-GCM data,
+// signed commands) unless WIRE_FORMAT_V1 is set for a Home Assistant paired as v1.
 #include <Arduino.h>
 #include <DHT.h>
+#include <Preferences.h>
 #include <WiFi.h>
 #include <esp_idf_version.h>
 #include <esp_system.h>
@@ -15,6 +17,7 @@
 
 #include <atomic>
 #include <cmath>
+#include <mutex>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -22,6 +25,7 @@
 #include "config.h"
 #include "core/privacy.h"
 #include "core/telemetry.h"
+#include "core/v2.h"
 
 namespace {
 
@@ -31,8 +35,23 @@ const std::string kDataTopic = std::string(TOPIC_PREFIX) + "/" + NODE_ID + "/sen
 const std::string kCommandTopic =
     std::string(TOPIC_PREFIX) + "/" + NODE_ID + "/control/commands";
 
+#ifdef WIRE_FORMAT_V1
+constexpr bool kV2 = false;
+#else
+constexpr bool kV2 = true;
+#endif
+constexpr uint32_t kRotateAfterMessages = 10000;
+constexpr uint32_t kRotateAfterMs = 24UL * 3600UL * 1000UL;
+
 DHT dht(PIN_DHT, DHT11);
+Preferences nvs;  // identity, counters and a rotated Home Assistant key survive reboots
 iotshield::Sealer sealer;
+iotshield::Identity identity;
+iotshield::SessionSender session;
+uint32_t session_opened_ms = 0;
+uint64_t last_command_ctr = 0;
+std::mutex pending_mutex;
+std::string pending_ha_key;  // set by a verified set_ha_key, applied in loop()
 iotshield::PrivacyConfig privacy;
 esp_mqtt_client_handle_t mqtt = nullptr;
 std::string announce_message;
@@ -40,6 +59,8 @@ std::string announce_message;
 // Set from the MQTT task, read in loop().
 std::atomic<bool> connected{false};
 std::atomic<bool> publish_now{false};
+std::atomic<bool> need_session{true};
+std::atomic<bool> reboot_requested{false};
 std::atomic<uint32_t> interval_s{PUBLISH_INTERVAL_S};
 uint32_t seq = 0;
 uint32_t last_publish_ms = 0;
@@ -54,7 +75,66 @@ iotshield::NoiseSource noise(hardware_random, nullptr);
 
 std::string build_announce() {
   return iotshield::announce_json(NODE_ID, kFirmwareVersion, interval_s.load(), &privacy,
-                                  sealer.fingerprint());
+                                  sealer.fingerprint(), kV2 ? identity.public_der_b64() : "");
+}
+
+void reannounce() {
+  announce_message = build_announce();
+  esp_mqtt_client_publish(mqtt, kStatusTopic.c_str(), announce_message.c_str(), 0, 1, 1);
+}
+
+// v2: runs only commands Home Assistant signed for this node with a new counter (section 11).
+void handle_signed_command(const char* data, int len) {
+  iotshield::Command command;
+  const auto verdict =
+      iotshield::verify_command(std::string(data, len), sealer, NODE_ID, last_command_ctr, command);
+  if (verdict != iotshield::CommandVerdict::kOk) {
+    Serial.printf("refused a command (%d)\n", static_cast<int>(verdict));
+    return;
+  }
+  last_command_ctr = command.ctr;
+  nvs.putULong64("cmd_ctr", last_command_ctr);
+  if (command.cmd == "publish_now") {
+    publish_now = true;
+  } else if (command.cmd == "set_interval" && command.interval >= 1 && command.interval <= 86400) {
+    interval_s = static_cast<uint32_t>(command.interval);
+    reannounce();
+    publish_now = true;
+  } else if (command.cmd == "set_epsilon" && command.epsilon >= 0 && command.epsilon <= 100) {
+    privacy.epsilon = command.epsilon;
+    reannounce();
+  } else if (command.cmd == "open_session") {
+    need_session = true;
+    publish_now = true;
+  } else if (command.cmd == "reboot") {
+    reboot_requested = true;
+  } else if (command.cmd == "set_ha_key" && !command.key.empty()) {
+    std::lock_guard<std::mutex> lock(pending_mutex);
+    pending_ha_key = command.key;
+  }
+}
+
+// Applies a new Home Assistant key from set_ha_key: stored, re-announced, new session.
+void apply_pending_key() {
+  std::string key;
+  {
+    std::lock_guard<std::mutex> lock(pending_mutex);
+    key.swap(pending_ha_key);
+  }
+  if (key.empty()) return;
+  std::string pem = "-----BEGIN PUBLIC KEY-----\n";
+  for (size_t i = 0; i < key.size(); i += 64) pem += key.substr(i, 64) + "\n";
+  pem += "-----END PUBLIC KEY-----\n";
+  iotshield::Sealer candidate;
+  if (candidate.load_public_key(pem) != 0) {
+    Serial.println("set_ha_key: not an RSA public key, kept the old one");
+    return;
+  }
+  sealer.load_public_key(pem);
+  nvs.putString("ha_key", pem.c_str());
+  Serial.printf("Home Assistant key rotated, fingerprint %s\n", sealer.fingerprint().c_str());
+  reannounce();
+  need_session = true;
 }
 
 void handle_command(const char* data, int len) {
@@ -81,6 +161,7 @@ void on_mqtt_event(void*, esp_event_base_t, int32_t event_id, void* event_data) 
   switch (static_cast<esp_mqtt_event_id_t>(event_id)) {
     case MQTT_EVENT_CONNECTED:
       connected = true;
+      need_session = true;  // every (re)connect opens a new session (section 9)
       esp_mqtt_client_publish(mqtt, kStatusTopic.c_str(), announce_message.c_str(), 0, 1, 1);
       esp_mqtt_client_subscribe(mqtt, kCommandTopic.c_str(), 1);
       Serial.println("MQTT connected, announced");
@@ -91,7 +172,11 @@ void on_mqtt_event(void*, esp_event_base_t, int32_t event_id, void* event_data) 
     case MQTT_EVENT_DATA:
       if (event->topic_len == static_cast<int>(kCommandTopic.size()) &&
           std::strncmp(event->topic, kCommandTopic.c_str(), event->topic_len) == 0) {
-        handle_command(event->data, event->data_len);
+        if (kV2) {
+          handle_signed_command(event->data, event->data_len);
+        } else {
+          handle_command(event->data, event->data_len);
+        }
       }
       break;
     default:
@@ -164,12 +249,35 @@ uint32_t unix_time() {
   return now > 1700000000 ? static_cast<uint32_t>(now) : 0;  // 0 until NTP has answered
 }
 
+void open_session() {
+  // The session id must rise for the node's whole life, so it is stored before it is used.
+  const uint32_t sid = nvs.getULong("sid", 0) + 1;
+  nvs.putULong("sid", sid);
+  std::string message;
+  if (session.open(NODE_ID, sid, sealer, identity, mbed_random, nullptr, message) != 0) {
+    Serial.println("could not open a session");
+    return;
+  }
+  esp_mqtt_client_publish(mqtt, kDataTopic.c_str(), message.c_str(), message.size(), 1, 0);
+  session_opened_ms = millis();
+  need_session = false;
+}
+
 void publish_reading() {
   const iotshield::Readings noised = iotshield::privatize(read_sensors(), privacy, noise);
   const std::string plaintext =
       iotshield::encode_telemetry(NODE_ID, seq++, unix_time(), noised, &privacy);
   std::string envelope;
-  const int rc = sealer.seal_v1(plaintext, mbed_random, nullptr, envelope);
+  int rc = 0;
+  if (kV2) {
+    if (need_session || session.ctr() >= kRotateAfterMessages ||
+        millis() - session_opened_ms >= kRotateAfterMs) {
+      open_session();
+    }
+    rc = session.seal(NODE_ID, plaintext, envelope);
+  } else {
+    rc = sealer.seal_v1(plaintext, mbed_random, nullptr, envelope);
+  }
   if (rc != 0) {
     Serial.printf("encryption failed: %d\n", rc);
     return;
@@ -195,12 +303,25 @@ void setup() {
   privacy.gas_bound = PRIVACY_GAS_BOUND;
   privacy.motion_epsilon = PRIVACY_MOTION_EPSILON;
 
-  if (sealer.load_public_key(HA_PUBLIC_KEY_PEM) != 0) {
+  nvs.begin("iotshield");
+  // A key rotated by set_ha_key replaces the one compiled in.
+  const String stored_key = nvs.getString("ha_key", HA_PUBLIC_KEY_PEM);
+  if (sealer.load_public_key(stored_key.c_str()) != 0) {
     Serial.println("HA_PUBLIC_KEY_PEM is not an RSA public key: fix include/config.h");
     for (;;) delay(1000);
   }
   Serial.printf("node %s, Home Assistant key fingerprint %s\n", NODE_ID,
                 sealer.fingerprint().c_str());
+  if (kV2) {
+    const String pem = nvs.getString("identity", "");
+    if (pem.length() == 0 || identity.load_pem(pem.c_str(), mbed_random, nullptr) != 0) {
+      identity.generate(mbed_random, nullptr);  // first start: this node's own key pair
+      nvs.putString("identity", identity.private_pem().c_str());
+    }
+    last_command_ctr = nvs.getULong64("cmd_ctr", 0);
+    // Pairing: compare this with the fingerprint the Home Assistant wizard shows.
+    Serial.printf("node identity key (node_key): %s\n", identity.public_der_b64().c_str());
+  }
   announce_message = build_announce();
 
   WiFi.mode(WIFI_STA);
@@ -213,6 +334,11 @@ void setup() {
 }
 
 void loop() {
+  if (reboot_requested) {
+    delay(200);  // let the MQTT ack leave
+    ESP.restart();
+  }
+  apply_pending_key();
   const uint32_t now = millis();
   if (connected && (publish_now.exchange(false) || now - last_publish_ms >= interval_s * 1000UL)) {
     last_publish_ms = now;

@@ -48,12 +48,14 @@ std::string encode_telemetry(const std::string& node_id, uint32_t seq, uint32_t 
 
 std::string announce_json(const std::string& node_id, const std::string& firmware,
                           uint32_t interval, const PrivacyConfig* privacy,
-                          const std::string& key_fingerprint) {
-  return "{\"state\":\"online\",\"node\":\"" + node_id + "\",\"fw\":\"" + firmware +
-         "\",\"interval\":" + std::to_string(interval) +
-         ",\"sensors\":[\"t\",\"h\",\"g\",\"f\",\"m\",\"l\"],\"privacy\":" +
-         (privacy != nullptr ? privacy->announce_json() : std::string("null")) +
-         ",\"key_fp\":\"" + key_fingerprint + "\"}";
+                          const std::string& key_fingerprint, const std::string& node_key) {
+  std::string out = "{\"state\":\"online\",\"node\":\"" + node_id + "\",\"fw\":\"" + firmware +
+                    "\",\"interval\":" + std::to_string(interval) +
+                    ",\"sensors\":[\"t\",\"h\",\"g\",\"f\",\"m\",\"l\"],\"privacy\":" +
+                    (privacy != nullptr ? privacy->announce_json() : std::string("null")) +
+                    ",\"key_fp\":\"" + key_fingerprint + "\"";
+  if (!node_key.empty()) out += ",\"proto\":2,\"node_key\":\"" + node_key + "\"";
+  return out + "}";
 }
 
 Sealer::Sealer() { mbedtls_pk_init(&pk_); }
