@@ -7,15 +7,19 @@ from collections.abc import Callable, Generator
 import contextlib
 from dataclasses import dataclass
 from pathlib import Path
+import queue
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 from homeassistant.components import mqtt
 from homeassistant.core import HomeAssistant
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
@@ -123,6 +127,48 @@ async def connect_home_assistant(hass: HomeAssistant, broker: Broker) -> MockCon
     assert await hass.config_entries.async_setup(entry.entry_id)
     assert await mqtt.async_wait_for_mqtt_client(hass)
     return entry
+
+
+class Observer:
+    """A plain MQTT client that records what the node publishes."""
+
+    def __init__(self, broker: Broker) -> None:
+        """Subscribe to everything under iotshield/."""
+        self.messages: queue.Queue[paho.MQTTMessage] = queue.Queue()
+        subscribed = threading.Event()
+        self.client = paho.Client(CallbackAPIVersion.VERSION2)
+        self.client.username_pw_set(broker.username, broker.password)
+        self.client.reconnect_delay_set(min_delay=1, max_delay=2)
+        self.client.on_connect = lambda c, *_: c.subscribe("iotshield/#", qos=1)
+        self.client.on_message = lambda _c, _u, msg: self.messages.put(msg)
+        self.client.on_subscribe = lambda *_: subscribed.set()
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+        # Whatever the node publishes from now on is seen.
+        assert subscribed.wait(10), "the observer could not subscribe"
+
+    def wait_for(
+        self, check: Callable[[paho.MQTTMessage], bool], seconds: float = 20
+    ) -> paho.MQTTMessage:
+        """Return the first message that passes `check`, failing after `seconds`."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                msg = self.messages.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if check(msg):
+                return msg
+        pytest.fail("the expected message did not arrive")
+
+    def publish(self, topic: str, payload: str) -> None:
+        """Publish with QoS 1 and wait for the broker's ack."""
+        self.client.publish(topic, payload, qos=1).wait_for_publish(5)
+
+    def close(self) -> None:
+        """Stop the observer's network thread."""
+        self.client.disconnect()
+        self.client.loop_stop()
 
 
 REFERENCE_NODE = Path(__file__).parent.parent / "firmware" / "reference_node"

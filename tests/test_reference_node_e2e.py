@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 import signal
+import subprocess
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 from homeassistant.const import STATE_OFF, STATE_UNAVAILABLE
@@ -15,12 +17,16 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.iotshield.const import CONF_NODE_KEY, CONF_PROTOCOL, DOMAIN
 from custom_components.iotshield.keys import public_key_pem
+from custom_components.iotshield.protocol import Rejection
 
 from .broker import (  # noqa: F401
     Broker,
+    Observer,
     connect_home_assistant,
     mosquitto,
+    start_broker,
     start_reference_node,
+    stop_broker,
     wait_until,
 )
 from .helpers import setup_entry
@@ -119,3 +125,96 @@ async def test_reference_node_feeds_the_six_entities(
     assert await hass.config_entries.async_unload(entry.entry_id)
     assert await hass.config_entries.async_unload(mqtt_entry.entry_id)
     await hass.async_block_till_done()
+
+
+async def test_replay_after_broker_restart_is_refused(
+    hass: HomeAssistant,
+    mock_config_entry: MockConfigEntry,
+    private_key: rsa.RSAPrivateKey,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A reading captured before the broker restarted is refused when replayed afterwards."""
+    # Home Assistant retries a lost broker every 10 s; the test need not wait that long.
+    monkeypatch.setattr("homeassistant.components.mqtt.client.RECONNECT_INTERVAL_SECONDS", 1)
+    brokers = [start_broker()]
+    node: subprocess.Popen[bytes] | None = None
+    observer: Observer | None = None
+    attacker: Observer | None = None
+    try:
+        broker = brokers[0]
+        mqtt_entry = await connect_home_assistant(hass, broker)
+        identity = load_or_create_identity(tmp_path / "kitchen.identity.pem")
+        entry = MockConfigEntry(
+            domain=DOMAIN,
+            title="kitchen",
+            unique_id="kitchen",
+            data={
+                **mock_config_entry.data,
+                CONF_PROTOCOL: 2,
+                CONF_NODE_KEY: node_key_b64(identity),
+            },
+            options=mock_config_entry.options,
+        )
+        await setup_entry(hass, entry)
+        coordinator = entry.runtime_data
+        key = tmp_path / "ha_public.pem"
+        key.write_text(public_key_pem(private_key))
+        observer = await hass.async_add_executor_job(Observer, broker)
+        node = start_reference_node(broker, key, "--interval", "1", "--state-dir", str(tmp_path))
+        await wait_until(hass, lambda: coordinator.data.telemetry is not None, "a first reading")
+        # Capture a reading Home Assistant accepts, as an eavesdropper on the broker would.
+        while not observer.messages.empty():
+            observer.messages.get_nowait()
+        captured = await hass.async_add_executor_job(
+            observer.wait_for,
+            lambda m: m.topic == "iotshield/kitchen/sensors/data" and b'"type":"data"' in m.payload,
+        )
+        ctr = json.loads(captured.payload)["ctr"]
+        await wait_until(
+            hass,
+            lambda: coordinator._decoder.state.current.max_ctr >= ctr,  # type: ignore[union-attr]
+            "Home Assistant to accept the captured reading",
+        )
+        first_sid = coordinator._decoder.state.current.sid  # type: ignore[union-attr]
+
+        await hass.async_add_executor_job(stop_broker, broker)
+        brokers.append(
+            await hass.async_add_executor_job(start_broker, broker.directory, broker.port)
+        )
+        # Home Assistant and the node reconnect; the node opens a new session.
+        await wait_until(
+            hass,
+            lambda: coordinator._decoder.state.current.sid > first_sid  # type: ignore[union-attr]
+            and coordinator.data.telemetry is not None,
+            "the node's new session after the broker restart",
+            seconds=60,
+        )
+        refused = coordinator.rejections.count(Rejection.REPLAYED)
+        attacker = await hass.async_add_executor_job(Observer, broker)
+        await hass.async_add_executor_job(
+            attacker.publish, captured.topic, captured.payload.decode()
+        )
+        await wait_until(
+            hass,
+            lambda: coordinator.rejections.count(Rejection.REPLAYED) == refused + 1,
+            "the replay to be refused",
+        )
+        # Nothing else was refused: the node's own readings all got in.
+        assert coordinator.rejections.total == coordinator.rejections.count(
+            Rejection.REPLAYED
+        ) + coordinator.rejections.count(Rejection.UNKNOWN_SESSION)
+        node.terminate()
+        node.wait(timeout=15)
+        assert await hass.config_entries.async_unload(entry.entry_id)
+        assert await hass.config_entries.async_unload(mqtt_entry.entry_id)
+        await hass.async_block_till_done()
+    finally:
+        if node is not None and node.poll() is None:
+            node.kill()
+            node.wait()
+        for client in (observer, attacker):
+            if client is not None:
+                client.close()
+        for running in brokers:
+            stop_broker(running)

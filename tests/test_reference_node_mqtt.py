@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import json
 from pathlib import Path
-import queue
 import shutil
-import threading
-import time
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 from iotshield_node.v2 import load_or_create_identity, node_key_b64
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
 import pytest
 
 from custom_components.iotshield.keys import public_key_pem
@@ -27,51 +22,9 @@ from custom_components.iotshield.protocol_v2 import (
     sign_command,
 )
 
-from .broker import Broker, start_broker, start_reference_node, stop_broker
+from .broker import Broker, Observer, start_broker, start_reference_node, stop_broker
 
 pytestmark = [pytest.mark.broker, pytest.mark.usefixtures("socket_enabled")]
-
-
-class Observer:
-    """A plain MQTT client that records what the node publishes."""
-
-    def __init__(self, broker: Broker) -> None:
-        """Subscribe to everything under iotshield/."""
-        self.messages: queue.Queue[paho.MQTTMessage] = queue.Queue()
-        subscribed = threading.Event()
-        self.client = paho.Client(CallbackAPIVersion.VERSION2)
-        self.client.username_pw_set(broker.username, broker.password)
-        self.client.reconnect_delay_set(min_delay=1, max_delay=2)
-        self.client.on_connect = lambda c, *_: c.subscribe("iotshield/#", qos=1)
-        self.client.on_message = lambda _c, _u, msg: self.messages.put(msg)
-        self.client.on_subscribe = lambda *_: subscribed.set()
-        self.client.connect(broker.host, broker.port)
-        self.client.loop_start()
-        # Whatever the node publishes from now on is seen.
-        assert subscribed.wait(10), "the observer could not subscribe"
-
-    def wait_for(
-        self, check: Callable[[paho.MQTTMessage], bool], seconds: float = 20
-    ) -> paho.MQTTMessage:
-        """Return the first message that passes `check`, failing after `seconds`."""
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            try:
-                msg = self.messages.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            if check(msg):
-                return msg
-        pytest.fail("the expected message did not arrive")
-
-    def publish(self, topic: str, payload: str) -> None:
-        """Publish with QoS 1 and wait for the broker's ack."""
-        self.client.publish(topic, payload, qos=1).wait_for_publish(5)
-
-    def close(self) -> None:
-        """Stop the observer's network thread."""
-        self.client.disconnect()
-        self.client.loop_stop()
 
 
 def test_node_announces_publishes_obeys_and_reconnects(

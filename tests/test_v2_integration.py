@@ -388,7 +388,7 @@ async def test_unknown_session_asks_node_for_a_new_one(
     mqtt_mock.async_publish.reset_mock()
     await publish(hass, DATA_TOPIC, node.seal(reading(2)))
     await hass.async_block_till_done(wait_background_tasks=True)
-    assert not mqtt_mock.async_publish.called  # at most once a minute
+    assert not mqtt_mock.async_publish.called  # rate-limited
     await publish(hass, DATA_TOPIC, node.open_session())
     await publish(hass, DATA_TOPIC, node.seal(reading(3, t=24.5)))
     assert hass.states.get("sensor.kitchen_temperature").state == "24.5"

@@ -60,5 +60,6 @@ SERVICE_ROTATE_KEY: Final = "rotate_key"
 ATTR_COMMAND: Final = "command"
 ATTR_INTERVAL: Final = "interval"
 ATTR_EPSILON: Final = "epsilon"
-# A v2 node is asked for a new session at most this often (seconds).
-SESSION_REQUEST_INTERVAL: Final = 60.0
+# A v2 node is asked for a new session at most this often (seconds): often enough that a
+# session message lost in a broker restart costs few readings, rarely enough not to flood it.
+SESSION_REQUEST_INTERVAL: Final = 10.0

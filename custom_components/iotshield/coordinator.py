@@ -271,7 +271,7 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
 
     @callback
     def _request_session(self, *, rate_limited: bool = True) -> None:
-        """Ask a v2 node to open a session we hold, at most once a minute."""
+        """Ask a v2 node to open a session we hold, at most every SESSION_REQUEST_INTERVAL."""
         now = time.monotonic()
         if rate_limited:
             last = self._last_session_request
