@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
@@ -21,6 +23,9 @@ from iotshield_node.v2 import (
 )
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
+from pytest_homeassistant_custom_component.components.diagnostics import (
+    get_diagnostics_for_config_entry,
+)
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator, MqttMockHAClient
 
 from custom_components.iotshield.const import (
@@ -392,3 +397,19 @@ async def test_unknown_session_asks_node_for_a_new_one(
     await publish(hass, DATA_TOPIC, node.open_session())
     await publish(hass, DATA_TOPIC, node.seal(reading(3, t=24.5)))
     assert hass.states.get("sensor.kitchen_temperature").state == "24.5"
+
+
+async def test_diagnostics_show_sessions_not_keys(
+    hass: HomeAssistant,
+    hass_client: ClientSessionGenerator,
+    v2_entry: MockConfigEntry,
+    node: V2Sender,
+) -> None:
+    """Diagnostics name the sessions and counters but hold no key material."""
+    await _running(hass, v2_entry, node)
+    result = await get_diagnostics_for_config_entry(hass, hass_client, v2_entry)
+    assert result["sessions"]["current"] == {"sid": node.sid, "max_ctr": 1}
+    assert result["entry"]["data"]["private_key"] == "**REDACTED**"
+    text = json.dumps(result)
+    assert base64.b64encode(node._key).decode() not in text
+    assert "PRIVATE KEY" not in text

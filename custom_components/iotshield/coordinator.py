@@ -289,6 +289,21 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
         except HomeAssistantError as err:
             LOGGER.debug("Could not ask node %s for a session: %s", self.node_id, err)
 
+    def session_summary(self) -> dict[str, Any] | None:
+        """Describe the v2 sessions Home Assistant holds, without their keys."""
+        if not isinstance(self._decoder, V2Receiver):
+            return None
+        state = self._decoder.state
+        return {
+            "highest_sid": state.highest_sid,
+            "current": {"sid": state.current.sid, "max_ctr": state.current.max_ctr}
+            if state.current
+            else None,
+            "previous": {"sid": state.previous.sid, "max_ctr": state.previous.max_ctr}
+            if state.previous
+            else None,
+        }
+
     def _stored_data(self) -> dict[str, Any]:
         """Return what must survive a restart: v2 session state and the command counter."""
         data: dict[str, Any] = {"command_ctr": self._command_ctr}

@@ -8,10 +8,10 @@ from typing import Any
 from homeassistant.components.diagnostics import async_redact_data
 from homeassistant.core import HomeAssistant
 
-from .const import CONF_PRIVATE_KEY
+from .const import CONF_PREVIOUS_PRIVATE_KEY, CONF_PRIVATE_KEY
 from .coordinator import IoTShieldConfigEntry
 
-TO_REDACT = {CONF_PRIVATE_KEY}
+TO_REDACT = {CONF_PRIVATE_KEY, CONF_PREVIOUS_PRIVATE_KEY}
 
 
 async def async_get_config_entry_diagnostics(
@@ -32,4 +32,6 @@ async def async_get_config_entry_diagnostics(
             "received_at": data.received_at.isoformat() if data.received_at else None,
         },
         "rejections": coordinator.rejections.as_dict(),
+        # Session ids and counters only: session keys never leave Home Assistant's storage.
+        "sessions": coordinator.session_summary(),
     }
