@@ -13,20 +13,13 @@ import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
 
 from .envelope import encrypt, telemetry
-from .helpers import publish, setup_entry
+from .helpers import READING_ENTITIES, publish, setup_entry
 
 pytestmark = pytest.mark.usefixtures("mqtt_mock")
 
 DATA_TOPIC = "iotshield/kitchen/sensors/data"
 STATUS_TOPIC = "iotshield/kitchen/status"
-NODE_ENTITIES = (
-    "sensor.kitchen_temperature",
-    "sensor.kitchen_humidity",
-    "sensor.kitchen_gas_level",
-    "sensor.kitchen_illuminance",
-    "binary_sensor.kitchen_flame",
-    "binary_sensor.kitchen_motion",
-)
+NODE_ENTITIES = READING_ENTITIES[:-1]
 HA_SIDE_ENTITIES = ("sensor.kitchen_last_reading", "sensor.kitchen_rejected_payloads")
 
 

@@ -18,20 +18,11 @@ from custom_components.iotshield.keys import fingerprint, format_fingerprint
 from custom_components.iotshield.protocol import Rejection
 
 from .envelope import encrypt, envelope, telemetry
-from .helpers import publish, setup_entry
+from .helpers import READING_ENTITIES, publish, setup_entry
 
 pytestmark = pytest.mark.usefixtures("mqtt_mock")
 
 DATA_TOPIC = "iotshield/kitchen/sensors/data"
-READING_ENTITIES = (
-    "sensor.kitchen_temperature",
-    "sensor.kitchen_humidity",
-    "sensor.kitchen_gas_level",
-    "sensor.kitchen_illuminance",
-    "binary_sensor.kitchen_flame",
-    "binary_sensor.kitchen_motion",
-    "sensor.kitchen_last_reading",
-)
 
 
 def _ciphertext(public: rsa.RSAPublicKey) -> bytes:

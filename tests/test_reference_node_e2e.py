@@ -34,6 +34,23 @@ from .helpers import setup_entry
 pytestmark = [pytest.mark.broker, pytest.mark.usefixtures("socket_enabled", "mock_hass_config")]
 
 
+async def _setup_paired_entry(
+    hass: HomeAssistant, template: MockConfigEntry, state_dir: Path
+) -> MockConfigEntry:
+    """Pair node `kitchen` as v2 with the identity its state folder holds (made if missing)."""
+    # The node's identity exists before pairing, as on a flashed node.
+    identity = load_or_create_identity(state_dir / "kitchen.identity.pem")
+    entry = MockConfigEntry(
+        domain=DOMAIN,
+        title="kitchen",
+        unique_id="kitchen",
+        data={**template.data, CONF_PROTOCOL: 2, CONF_NODE_KEY: node_key_b64(identity)},
+        options=template.options,
+    )
+    await setup_entry(hass, entry)
+    return entry
+
+
 async def test_reference_node_feeds_the_six_entities(
     hass: HomeAssistant,
     mosquitto: Broker,  # noqa: F811
@@ -43,20 +60,7 @@ async def test_reference_node_feeds_the_six_entities(
 ) -> None:
     """Announce, v2 readings, a signed command from Home Assistant, and `offline` at exit."""
     mqtt_entry = await connect_home_assistant(hass, mosquitto)
-    # The node's identity exists before pairing, as on a flashed node.
-    identity = load_or_create_identity(tmp_path / "kitchen.identity.pem")
-    entry = MockConfigEntry(
-        domain=DOMAIN,
-        title="kitchen",
-        unique_id="kitchen",
-        data={
-            **mock_config_entry.data,
-            CONF_PROTOCOL: 2,
-            CONF_NODE_KEY: node_key_b64(identity),
-        },
-        options=mock_config_entry.options,
-    )
-    await setup_entry(hass, entry)
+    entry = await _setup_paired_entry(hass, mock_config_entry, tmp_path)
     coordinator = entry.runtime_data
     key = tmp_path / "ha_public.pem"
     key.write_text(public_key_pem(private_key))
@@ -144,19 +148,7 @@ async def test_replay_after_broker_restart_is_refused(
     try:
         broker = brokers[0]
         mqtt_entry = await connect_home_assistant(hass, broker)
-        identity = load_or_create_identity(tmp_path / "kitchen.identity.pem")
-        entry = MockConfigEntry(
-            domain=DOMAIN,
-            title="kitchen",
-            unique_id="kitchen",
-            data={
-                **mock_config_entry.data,
-                CONF_PROTOCOL: 2,
-                CONF_NODE_KEY: node_key_b64(identity),
-            },
-            options=mock_config_entry.options,
-        )
-        await setup_entry(hass, entry)
+        entry = await _setup_paired_entry(hass, mock_config_entry, tmp_path)
         coordinator = entry.runtime_data
         key = tmp_path / "ha_public.pem"
         key.write_text(public_key_pem(private_key))

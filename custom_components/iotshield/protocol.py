@@ -194,7 +194,7 @@ def _reject_constant(name: str) -> Any:
     raise PayloadRejected(Rejection.NON_FINITE, f"literal {name}")
 
 
-def _loads(data: bytes, reason: Rejection) -> Any:
+def loads_strict(data: bytes, reason: Rejection) -> Any:
     """Parse strict JSON, mapping every parse failure to one rejection reason."""
     try:
         return json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
@@ -202,11 +202,25 @@ def _loads(data: bytes, reason: Rejection) -> Any:
         raise PayloadRejected(reason, "not UTF-8 JSON") from err
 
 
+def b64_member(value: Any, field: str) -> bytes:
+    """Decode a base64 member, refusing anything but the canonical spelling (§3)."""
+    if not isinstance(value, str):
+        raise PayloadRejected(Rejection.MALFORMED, f"{field} is not a string")
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as err:
+        raise PayloadRejected(Rejection.MALFORMED, f"{field} is not base64") from err
+    # Only the canonical encoding counts, so one message has exactly one spelling.
+    if base64.b64encode(raw).decode() != value:
+        raise PayloadRejected(Rejection.MALFORMED, f"{field} is not canonical base64")
+    return raw
+
+
 def parse_envelope(payload: bytes, key_bytes: int) -> bytes:
     """Check a v1 envelope's framing and sizes and return the RSA ciphertext in it."""
     if len(payload) > MAX_ENVELOPE_BYTES:
         raise PayloadRejected(Rejection.OVERSIZE, f"{len(payload)} bytes")
-    envelope = _loads(payload, Rejection.MALFORMED)
+    envelope = loads_strict(payload, Rejection.MALFORMED)
     if not isinstance(envelope, dict):
         raise PayloadRejected(Rejection.MALFORMED, "envelope is not an object")
     version = envelope.get("v")
@@ -214,15 +228,7 @@ def parse_envelope(payload: bytes, key_bytes: int) -> bytes:
         raise PayloadRejected(Rejection.MALFORMED, "envelope has no integer v")
     if version != PROTOCOL_VERSION:
         raise PayloadRejected(Rejection.UNSUPPORTED_VERSION, f"v={version}")
-    text = envelope.get("ct")
-    if not isinstance(text, str):
-        raise PayloadRejected(Rejection.MALFORMED, "envelope has no string ct")
-    try:
-        ciphertext = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError) as err:
-        raise PayloadRejected(Rejection.MALFORMED, "ct is not base64") from err
-    if base64.b64encode(ciphertext).decode() != text:
-        raise PayloadRejected(Rejection.MALFORMED, "ct is not canonical base64")
+    ciphertext = b64_member(envelope.get("ct"), "ct")
     if len(ciphertext) < key_bytes:
         raise PayloadRejected(Rejection.TRUNCATED, f"{len(ciphertext)} of {key_bytes} bytes")
     if len(ciphertext) > key_bytes:
@@ -286,7 +292,7 @@ def _privacy(value: Any) -> PrivacyParams | None:
 
 def parse_telemetry(plaintext: bytes, expected_node: str) -> Telemetry:
     """Validate decrypted telemetry JSON and return it as a typed reading."""
-    doc = _loads(plaintext, Rejection.INVALID_JSON)
+    doc = loads_strict(plaintext, Rejection.INVALID_JSON)
     if not isinstance(doc, dict):
         raise PayloadRejected(Rejection.INVALID_SCHEMA, "telemetry is not an object")
     node_id = doc.get("n")

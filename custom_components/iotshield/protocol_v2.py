@@ -19,7 +19,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from .protocol import UINT32_MAX, PayloadRejected, Rejection, Telemetry, _loads, parse_telemetry
+from .protocol import (
+    UINT32_MAX,
+    PayloadRejected,
+    Rejection,
+    Telemetry,
+    b64_member,
+    loads_strict,
+    parse_telemetry,
+)
 
 PROTOCOL_V2: Final = 2
 MAX_V2_ENVELOPE_BYTES: Final = 1024
@@ -122,20 +130,6 @@ def data_nonce(ctr: int) -> bytes:
     return b"\0\0\0\0" + ctr.to_bytes(8, "big")
 
 
-def _b64(value: Any, field: str) -> bytes:
-    """Decode a base64 member or reject the message as malformed."""
-    if not isinstance(value, str):
-        raise PayloadRejected(Rejection.MALFORMED, f"{field} is not a string")
-    try:
-        raw = base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError) as err:
-        raise PayloadRejected(Rejection.MALFORMED, f"{field} is not base64") from err
-    # Only the canonical encoding counts, so one message has exactly one spelling.
-    if base64.b64encode(raw).decode() != value:
-        raise PayloadRejected(Rejection.MALFORMED, f"{field} is not canonical base64")
-    return raw
-
-
 def _id(value: Any, field: str, low: int) -> int:
     """Check a session id or counter: an integer from `low` to 2**32 - 1."""
     if type(value) is not int:
@@ -149,7 +143,7 @@ def parse_v2_envelope(payload: bytes) -> SessionMessage | DataMessage:
     """Check a v2 message's framing; a v1 envelope from a v2 node is a downgrade."""
     if len(payload) > MAX_V2_ENVELOPE_BYTES:
         raise PayloadRejected(Rejection.OVERSIZE, f"{len(payload)} bytes")
-    doc = _loads(payload, Rejection.MALFORMED)
+    doc = loads_strict(payload, Rejection.MALFORMED)
     if not isinstance(doc, dict):
         raise PayloadRejected(Rejection.MALFORMED, "envelope is not an object")
     version = doc.get("v")
@@ -163,14 +157,14 @@ def parse_v2_envelope(payload: bytes) -> SessionMessage | DataMessage:
     if kind == "session":
         return SessionMessage(
             sid=_id(doc.get("sid"), "sid", 1),
-            ek=_b64(doc.get("ek"), "ek"),
-            sig=_b64(doc.get("sig"), "sig"),
+            ek=b64_member(doc.get("ek"), "ek"),
+            sig=b64_member(doc.get("sig"), "sig"),
         )
     if kind == "data":
         return DataMessage(
             sid=_id(doc.get("sid"), "sid", 1),
             ctr=_id(doc.get("ctr"), "ctr", 1),
-            ct=_b64(doc.get("ct"), "ct"),
+            ct=b64_member(doc.get("ct"), "ct"),
         )
     raise PayloadRejected(Rejection.MALFORMED, "unknown message type")
 
