@@ -39,6 +39,12 @@ EXPECTED = {
     "sensor.kitchen_illuminance": ("illuminance", "illuminance", "lx", "measurement", None),
     "binary_sensor.kitchen_flame": ("flame", None, None, None, None),
     "binary_sensor.kitchen_motion": ("motion", "motion", None, None, None),
+    "sensor.kitchen_severity": ("severity", "enum", None, None, None),
+    "binary_sensor.kitchen_fire": ("fire", "smoke", None, None, None),
+    "binary_sensor.kitchen_overheating": ("overheating", "heat", None, None, None),
+    "binary_sensor.kitchen_humidity_problem": ("humidity_problem", "moisture", None, None, None),
+    "binary_sensor.kitchen_gas_problem": ("gas_problem", "gas", None, None, None),
+    "binary_sensor.kitchen_hazard": ("hazard", "safety", None, None, None),
     "sensor.kitchen_last_reading": ("last_reading", "timestamp", None, None, "diagnostic"),
     "sensor.kitchen_rejected_payloads": (
         "rejected_payloads",
@@ -201,3 +207,55 @@ async def test_legacy_flat_topic(
     # On the node's own topic another node's id is an error.
     await publish(hass, DATA_TOPIC, encrypt(public, telemetry(node_id="garage", t=35.0)))
     assert hass.states.get("sensor.kitchen_rejected_payloads").state == "1"
+
+
+async def test_severity_and_problem_entities(
+    hass: HomeAssistant, mock_config_entry: MockConfigEntry, private_key: rsa.RSAPrivateKey
+) -> None:
+    """Readings become a severity with its reasons, and the fitting problem sensors turn on."""
+    await setup_entry(hass, mock_config_entry)
+    public = private_key.public_key()
+    await publish(hass, DATA_TOPIC, encrypt(public, telemetry(t=22.0, g=0.05)))
+    severity = hass.states.get("sensor.kitchen_severity")
+    assert severity.state == "normal"
+    assert severity.attributes["options"] == ["normal", "low", "medium", "high", "critical"]
+    assert severity.attributes["rules"] == []
+    assert hass.states.get("binary_sensor.kitchen_hazard").state == STATE_OFF
+
+    await publish(hass, DATA_TOPIC, encrypt(public, telemetry(seq=2, t=22.0, g=0.5)))
+    assert hass.states.get("sensor.kitchen_severity").state == "medium"
+    assert hass.states.get("binary_sensor.kitchen_gas_problem").state == STATE_ON
+    assert hass.states.get("binary_sensor.kitchen_hazard").state == STATE_ON
+    assert hass.states.get("binary_sensor.kitchen_fire").state == STATE_OFF
+
+    await publish(hass, DATA_TOPIC, encrypt(public, telemetry(seq=3, t=47.0, g=0.5, f=1)))
+    severity = hass.states.get("sensor.kitchen_severity")
+    assert severity.state == "critical"
+    assert "fire" in severity.attributes["rules"]
+    assert severity.attributes["sensor_levels"]["temperature"] == "high"
+    for key in ("fire", "overheating", "gas_problem", "hazard"):
+        assert hass.states.get(f"binary_sensor.kitchen_{key}").state == STATE_ON
+    assert hass.states.get("binary_sensor.kitchen_humidity_problem").state == STATE_OFF
+
+
+async def test_announced_noise_widens_hysteresis(
+    hass: HomeAssistant, mock_config_entry: MockConfigEntry, private_key: rsa.RSAPrivateKey
+) -> None:
+    """With the node's announced σ, a reading just under a threshold does not clear a problem."""
+    await setup_entry(hass, mock_config_entry)
+    await publish(
+        hass,
+        "iotshield/kitchen/status",
+        b'{"state":"online","interval":5,"privacy":{"e":0.5,"d":1e-05,"sigma":{"t":0.969}}}',
+    )
+    public = private_key.public_key()
+    await publish(hass, DATA_TOPIC, encrypt(public, telemetry(t=36.0)))
+    assert hass.states.get("binary_sensor.kitchen_overheating").state == STATE_ON
+    for seq in range(2, 8):
+        # 1 °C under the threshold is within three σ of the announced noise.
+        await publish(hass, DATA_TOPIC, encrypt(public, telemetry(seq=seq, t=34.0)))
+    assert hass.states.get("binary_sensor.kitchen_overheating").state == STATE_ON
+    for seq in range(8, 11):
+        await publish(hass, DATA_TOPIC, encrypt(public, telemetry(seq=seq, t=25.0)))
+    assert hass.states.get("binary_sensor.kitchen_overheating").state == STATE_OFF
+    assert hass.states.get("sensor.kitchen_severity").state == "normal"

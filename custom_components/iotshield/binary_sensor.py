@@ -15,18 +15,39 @@ from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.entity_platform import AddEntitiesCallback
 from homeassistant.helpers.restore_state import RestoreEntity
 
-from .coordinator import IoTShieldConfigEntry, IoTShieldCoordinator
+from .coordinator import IoTShieldConfigEntry, IoTShieldCoordinator, IoTShieldData
 from .entity import IoTShieldEntity
-from .protocol import Telemetry
+from .severity import Assessment, Level
 
 PARALLEL_UPDATES = 0
 
 
 @dataclass(frozen=True, kw_only=True)
 class IoTShieldBinarySensorEntityDescription(BinarySensorEntityDescription):
-    """Describes a detector and how to read it from a reading."""
+    """Describes a detector or a problem and how to read it from the node's latest data."""
 
-    is_on_fn: Callable[[Telemetry], bool | None]
+    is_on_fn: Callable[[IoTShieldData], bool | None]
+
+
+# A problem is reported from MEDIUM up, where the thesis starts raising alerts.
+PROBLEM_LEVEL = Level.MEDIUM
+FIRE_RULES = frozenset({"fire", "fire_suspected", "explosion_risk"})
+
+
+def _sensor_problem(key: str) -> Callable[[IoTShieldData], bool | None]:
+    """Return an is_on_fn: this sensor's own severity is a problem."""
+
+    def is_on(data: IoTShieldData) -> bool | None:
+        return None if data.assessment is None else data.assessment.sensors[key] >= PROBLEM_LEVEL
+
+    return is_on
+
+
+def _fire(assessment: Assessment) -> bool:
+    """Say whether the readings point at a fire."""
+    return assessment.sensors["f"] > Level.NORMAL or any(
+        rule.rule_id in FIRE_RULES for rule in assessment.rules
+    )
 
 
 BINARY_SENSORS: tuple[IoTShieldBinarySensorEntityDescription, ...] = (
@@ -34,12 +55,44 @@ BINARY_SENSORS: tuple[IoTShieldBinarySensorEntityDescription, ...] = (
     IoTShieldBinarySensorEntityDescription(
         key="flame",
         translation_key="flame",
-        is_on_fn=lambda telemetry: telemetry.flame,
+        is_on_fn=lambda data: data.telemetry.flame if data.telemetry else None,
     ),
     IoTShieldBinarySensorEntityDescription(
         key="motion",
         device_class=BinarySensorDeviceClass.MOTION,
-        is_on_fn=lambda telemetry: telemetry.motion,
+        is_on_fn=lambda data: data.telemetry.motion if data.telemetry else None,
+    ),
+    IoTShieldBinarySensorEntityDescription(
+        key="fire",
+        translation_key="fire",
+        device_class=BinarySensorDeviceClass.SMOKE,
+        is_on_fn=lambda data: None if data.assessment is None else _fire(data.assessment),
+    ),
+    IoTShieldBinarySensorEntityDescription(
+        key="overheating",
+        translation_key="overheating",
+        device_class=BinarySensorDeviceClass.HEAT,
+        is_on_fn=_sensor_problem("t"),
+    ),
+    IoTShieldBinarySensorEntityDescription(
+        key="humidity_problem",
+        translation_key="humidity_problem",
+        device_class=BinarySensorDeviceClass.MOISTURE,
+        is_on_fn=_sensor_problem("h"),
+    ),
+    IoTShieldBinarySensorEntityDescription(
+        key="gas_problem",
+        translation_key="gas_problem",
+        device_class=BinarySensorDeviceClass.GAS,
+        is_on_fn=_sensor_problem("g"),
+    ),
+    IoTShieldBinarySensorEntityDescription(
+        key="hazard",
+        translation_key="hazard",
+        device_class=BinarySensorDeviceClass.SAFETY,
+        is_on_fn=lambda data: (
+            None if data.assessment is None else data.assessment.level >= PROBLEM_LEVEL
+        ),
     ),
 )
 
@@ -73,8 +126,8 @@ class IoTShieldBinarySensor(IoTShieldEntity, BinarySensorEntity, RestoreEntity):
     async def async_added_to_hass(self) -> None:
         """Restore the last state unless a reading is already here."""
         await super().async_added_to_hass()
-        if (telemetry := self.coordinator.data.telemetry) is not None:
-            self._attr_is_on = self.entity_description.is_on_fn(telemetry)
+        if self.coordinator.data.telemetry is not None:
+            self._attr_is_on = self.entity_description.is_on_fn(self.coordinator.data)
         elif (last := await self.async_get_last_state()) is not None and last.state in (
             STATE_ON,
             STATE_OFF,
@@ -84,6 +137,6 @@ class IoTShieldBinarySensor(IoTShieldEntity, BinarySensorEntity, RestoreEntity):
     @callback
     def _handle_coordinator_update(self) -> None:
         """Take the state of a new reading; availability changes keep the old state."""
-        if (telemetry := self.coordinator.data.telemetry) is not None:
-            self._attr_is_on = self.entity_description.is_on_fn(telemetry)
+        if self.coordinator.data.telemetry is not None:
+            self._attr_is_on = self.entity_description.is_on_fn(self.coordinator.data)
         super()._handle_coordinator_update()

@@ -54,16 +54,18 @@ from .protocol import (
 )
 from .protocol_v2 import SessionMessage, V2Receiver, parse_v2_envelope, sign_command
 from .rejections import RejectionTracker
+from .severity import Assessment, SeverityEngine
 
 type IoTShieldConfigEntry = ConfigEntry[IoTShieldCoordinator]
 
 
 @dataclass(frozen=True, slots=True)
 class IoTShieldData:
-    """The latest valid reading of a node and when Home Assistant received it."""
+    """The latest valid reading of a node, when Home Assistant received it, and its severity."""
 
     telemetry: Telemetry | None = None
     received_at: datetime | None = None
+    assessment: Assessment | None = None
 
 
 def _as_bytes(payload: str | bytes | bytearray) -> bytes:
@@ -136,6 +138,7 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
         self._signing_key = signing_key
         self._last_session_request: float | None = None
         self.rejections = RejectionTracker(REJECTION_LOG_INTERVAL)
+        self.severity = SeverityEngine()
         self.announce: Announce | None = None
         self._online: bool | None = None
         self._stale = False
@@ -349,7 +352,17 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
         ir.async_delete_issue(self.hass, DOMAIN, key_mismatch_issue_id(self.node_id))
         self._stale = False
         self._arm_stale_clock()
-        self.async_set_updated_data(IoTShieldData(telemetry, dt_util.utcnow()))
+        assessment = self.severity.assess(
+            {
+                "t": telemetry.temperature,
+                "h": telemetry.humidity,
+                "g": telemetry.gas,
+                "l": telemetry.light,
+                "f": telemetry.flame,
+                "m": telemetry.motion,
+            }
+        )
+        self.async_set_updated_data(IoTShieldData(telemetry, dt_util.utcnow(), assessment))
         self._log_availability()
 
     @callback
@@ -415,6 +428,9 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
             self._check_announced_key(announce.key_fingerprint)
         if announce.informative:
             self.announce = announce
+            if announce.privacy is not None:
+                # Noisier readings need wider hysteresis before a severity may drop.
+                self.severity.set_noise(announce.privacy.sigma)
             self._update_device(announce)
             self._arm_stale_clock()
         self._log_availability()

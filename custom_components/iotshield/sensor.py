@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from homeassistant.components.sensor import (
     RestoreSensor,
@@ -19,6 +20,7 @@ from homeassistant.helpers.entity_platform import AddEntitiesCallback
 
 from .coordinator import IoTShieldConfigEntry, IoTShieldCoordinator, IoTShieldData
 from .entity import IoTShieldEntity
+from .severity import SENSOR_NAMES, Level
 
 PARALLEL_UPDATES = 0
 
@@ -27,9 +29,22 @@ PARALLEL_UPDATES = 0
 class IoTShieldSensorEntityDescription(SensorEntityDescription):
     """Describes a sensor and how to take its value from the node's latest reading."""
 
-    value_fn: Callable[[IoTShieldData], float | datetime | None]
+    value_fn: Callable[[IoTShieldData], float | str | datetime | None]
+    attributes_fn: Callable[[IoTShieldData], dict[str, Any]] | None = None
     # Diagnostics about Home Assistant's side stay visible while the node is lost.
     available_without_node: bool = False
+
+
+def _severity_attributes(data: IoTShieldData) -> dict[str, Any]:
+    """Name the rules that tripped and each sensor's own level."""
+    if data.assessment is None:
+        return {}
+    return {
+        "rules": [rule.rule_id for rule in data.assessment.rules],
+        "sensor_levels": {
+            SENSOR_NAMES[key]: level.label for key, level in data.assessment.sensors.items()
+        },
+    }
 
 
 SENSORS: tuple[IoTShieldSensorEntityDescription, ...] = (
@@ -63,6 +78,14 @@ SENSORS: tuple[IoTShieldSensorEntityDescription, ...] = (
         state_class=SensorStateClass.MEASUREMENT,
         suggested_display_precision=0,
         value_fn=lambda data: data.telemetry.light if data.telemetry else None,
+    ),
+    IoTShieldSensorEntityDescription(
+        key="severity",
+        translation_key="severity",
+        device_class=SensorDeviceClass.ENUM,
+        options=[level.label for level in Level],
+        value_fn=lambda data: data.assessment.level.label if data.assessment else None,
+        attributes_fn=_severity_attributes,
     ),
     IoTShieldSensorEntityDescription(
         key="last_reading",
@@ -120,7 +143,7 @@ class IoTShieldSensor(IoTShieldEntity, RestoreSensor):
         """Restore the last value unless a reading is already here."""
         await super().async_added_to_hass()
         if self.coordinator.data.telemetry is not None:
-            self._attr_native_value = self.entity_description.value_fn(self.coordinator.data)
+            self._take(self.coordinator.data)
         elif (last := await self.async_get_last_sensor_data()) is not None:
             self._attr_native_value = last.native_value
 
@@ -128,8 +151,14 @@ class IoTShieldSensor(IoTShieldEntity, RestoreSensor):
     def _handle_coordinator_update(self) -> None:
         """Take the value of a new reading; availability changes keep the old value."""
         if self.coordinator.data.telemetry is not None:
-            self._attr_native_value = self.entity_description.value_fn(self.coordinator.data)
+            self._take(self.coordinator.data)
         super()._handle_coordinator_update()
+
+    def _take(self, data: IoTShieldData) -> None:
+        """Set value and attributes from the node's latest data."""
+        self._attr_native_value = self.entity_description.value_fn(data)
+        if (attributes_fn := self.entity_description.attributes_fn) is not None:
+            self._attr_extra_state_attributes = attributes_fn(data)
 
 
 class IoTShieldRejectedPayloadsSensor(IoTShieldEntity, SensorEntity):
