@@ -262,6 +262,9 @@ async def test_send_command_is_signed_and_fresh(
 ) -> None:
     """Commands reach the node signed, with increasing counters the node accepts once."""
     await setup_entry(hass, v2_entry)
+    # Let the start-up request for a session go out first; this test is about the service.
+    await hass.async_block_till_done(wait_background_tasks=True)
+    mqtt_mock.async_publish.reset_mock()
     device_id = _device_id(hass, v2_entry)
     counters = StoredCounters(None)
     seen: list[tuple[str, dict[str, Any]]] = []
@@ -326,6 +329,7 @@ async def test_key_rotation_loses_no_reading(
 ) -> None:
     """The node learns the new key by a command signed with the old one; both work meanwhile."""
     await _running(hass, v2_entry, node)
+    await hass.async_block_till_done(wait_background_tasks=True)
     response = await hass.services.async_call(
         DOMAIN,
         "rotate_key",
