@@ -23,13 +23,25 @@ from homeassistant.helpers.selector import (
     SelectSelectorMode,
     TextSelector,
     TextSelectorConfig,
+    TextSelectorType,
 )
 from homeassistant.helpers.service_info.mqtt import MqttServiceInfo
 import voluptuous as vol
 
+from .alerts import async_create_explainer, llm_settings
 from .const import (
+    CONF_HOLD_TIME,
     CONF_KEY_SOURCE,
     CONF_LEGACY_TOPIC,
+    CONF_LLM_COOLDOWN,
+    CONF_LLM_ENABLED,
+    CONF_LLM_KEEP_ALIVE,
+    CONF_LLM_LANGUAGE,
+    CONF_LLM_MODEL,
+    CONF_LLM_PROMPT,
+    CONF_LLM_TIMEOUT,
+    CONF_LLM_URL,
+    CONF_MIN_SEVERITY,
     CONF_NODE_ID,
     CONF_NODE_KEY,
     CONF_PAIRING,
@@ -37,7 +49,9 @@ from .const import (
     CONF_PROTOCOL,
     CONF_PUBLISH_INTERVAL,
     CONF_STALE_INTERVALS,
+    CONF_THRESHOLDS,
     CONF_TOPIC_PREFIX,
+    DEFAULT_LLM_COOLDOWN,
     DEFAULT_PUBLISH_INTERVAL,
     DEFAULT_STALE_INTERVALS,
     DEFAULT_TOPIC_PREFIX,
@@ -55,6 +69,8 @@ from .const import (
     PROTOCOL_V1,
     PROTOCOL_V2,
 )
+from .explain import DEFAULT_PROMPT, PromptError, check_prompt
+from .incidents import DEFAULT_HOLD_SECONDS
 from .keys import (
     KeyImportError,
     fingerprint,
@@ -64,6 +80,7 @@ from .keys import (
     private_key_pem,
     public_key_pem,
 )
+from .llm import Failure, LLMError
 from .protocol import (
     is_valid_node_id,
     is_valid_topic_prefix,
@@ -71,6 +88,7 @@ from .protocol import (
     parse_status,
 )
 from .protocol_v2 import NodeKeyError, load_node_key, node_key_der_b64, node_key_fingerprint
+from .severity import BAND_FIELDS, ThresholdError, Thresholds
 
 
 def _choice_selector(translation_key: str, *options: str) -> SelectSelector:
@@ -350,14 +368,42 @@ class IoTShieldConfigFlow(ConfigFlow, domain=DOMAIN):
         )
 
 
+def _seconds(minimum: float, maximum: float, step: float = 1) -> NumberSelector:
+    """Ask for a number of seconds in a box."""
+    return NumberSelector(
+        NumberSelectorConfig(
+            min=minimum,
+            max=maximum,
+            step=step,
+            mode=NumberSelectorMode.BOX,
+            unit_of_measurement="s",
+        )
+    )
+
+
+def _threshold_field(name: str, field: str) -> str:
+    """Return the form field of one band value, e.g. `temperature_medium`."""
+    return f"{name}_{field}"
+
+
 class IoTShieldOptionsFlow(OptionsFlow):
-    """Tune how a node's silence is judged and which topics are read."""
+    """Tune a node: its timing and topics, thresholds, incidents and the local LLM."""
 
     async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
-        """Show the options."""
+        """Offer the groups of options."""
+        return self.async_show_menu(
+            step_id="init", menu_options=["node", "thresholds", "alerts", "llm"]
+        )
+
+    def _save(self, changes: dict[str, Any]) -> ConfigFlowResult:
+        """Store the changed options next to the untouched ones."""
+        return self.async_create_entry(data={**self.config_entry.options, **changes})
+
+    async def async_step_node(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Tune how a node's silence is judged and which topics are read."""
         if user_input is not None:
-            return self.async_create_entry(
-                data={
+            return self._save(
+                {
                     CONF_PUBLISH_INTERVAL: int(user_input[CONF_PUBLISH_INTERVAL]),
                     CONF_STALE_INTERVALS: int(user_input[CONF_STALE_INTERVALS]),
                     CONF_LEGACY_TOPIC: bool(user_input[CONF_LEGACY_TOPIC]),
@@ -369,15 +415,7 @@ class IoTShieldOptionsFlow(OptionsFlow):
                 vol.Required(
                     CONF_PUBLISH_INTERVAL,
                     default=options.get(CONF_PUBLISH_INTERVAL, DEFAULT_PUBLISH_INTERVAL),
-                ): NumberSelector(
-                    NumberSelectorConfig(
-                        min=MIN_PUBLISH_INTERVAL,
-                        max=MAX_PUBLISH_INTERVAL,
-                        step=1,
-                        mode=NumberSelectorMode.BOX,
-                        unit_of_measurement="s",
-                    )
-                ),
+                ): _seconds(MIN_PUBLISH_INTERVAL, MAX_PUBLISH_INTERVAL),
                 vol.Required(
                     CONF_STALE_INTERVALS,
                     default=options.get(CONF_STALE_INTERVALS, DEFAULT_STALE_INTERVALS),
@@ -394,4 +432,115 @@ class IoTShieldOptionsFlow(OptionsFlow):
                 ): BooleanSelector(),
             }
         )
-        return self.async_show_form(step_id="init", data_schema=schema)
+        return self.async_show_form(step_id="node", data_schema=schema)
+
+    async def async_step_thresholds(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Edit the severity bands; refuse bands that are not ordered or out of range."""
+        errors: dict[str, str] = {}
+        current = Thresholds.from_dict(self.config_entry.options.get(CONF_THRESHOLDS)).as_dict()
+        if user_input is not None:
+            wanted = {
+                name: {f: float(user_input[_threshold_field(name, f)]) for f in fields}
+                for name, fields in BAND_FIELDS.items()
+            }
+            try:
+                Thresholds.from_dict(wanted).validate()
+            except ThresholdError as err:
+                first = BAND_FIELDS[err.sensor][0]
+                errors[_threshold_field(err.sensor, first)] = err.problem.value
+            else:
+                return self._save({CONF_THRESHOLDS: wanted})
+            current = wanted
+        number = NumberSelector(NumberSelectorConfig(mode=NumberSelectorMode.BOX, step="any"))
+        schema = vol.Schema(
+            {
+                vol.Required(_threshold_field(name, f), default=current[name][f]): number
+                for name, fields in BAND_FIELDS.items()
+                for f in fields
+            }
+        )
+        return self.async_show_form(step_id="thresholds", data_schema=schema, errors=errors)
+
+    async def async_step_alerts(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Choose when an incident opens and how long it must stay calm to resolve."""
+        if user_input is not None:
+            return self._save(
+                {
+                    CONF_MIN_SEVERITY: user_input[CONF_MIN_SEVERITY],
+                    CONF_HOLD_TIME: int(user_input[CONF_HOLD_TIME]),
+                }
+            )
+        options = self.config_entry.options
+        schema = vol.Schema(
+            {
+                vol.Required(
+                    CONF_MIN_SEVERITY, default=options.get(CONF_MIN_SEVERITY, "medium")
+                ): _choice_selector(CONF_MIN_SEVERITY, "low", "medium", "high", "critical"),
+                vol.Required(
+                    CONF_HOLD_TIME, default=options.get(CONF_HOLD_TIME, DEFAULT_HOLD_SECONDS)
+                ): _seconds(0, 86400),
+            }
+        )
+        return self.async_show_form(step_id="alerts", data_schema=schema)
+
+    async def async_step_llm(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Set up the local LLM; the server and the model are checked before saving."""
+        errors: dict[str, str] = {}
+        options = {**self.config_entry.options}
+        if user_input is not None:
+            changes = {
+                CONF_LLM_ENABLED: bool(user_input[CONF_LLM_ENABLED]),
+                CONF_LLM_URL: str(user_input[CONF_LLM_URL]).strip().rstrip("/"),
+                CONF_LLM_MODEL: str(user_input[CONF_LLM_MODEL]).strip(),
+                CONF_LLM_TIMEOUT: float(user_input[CONF_LLM_TIMEOUT]),
+                CONF_LLM_KEEP_ALIVE: int(user_input[CONF_LLM_KEEP_ALIVE]),
+                CONF_LLM_COOLDOWN: int(user_input[CONF_LLM_COOLDOWN]),
+                CONF_LLM_LANGUAGE: str(user_input[CONF_LLM_LANGUAGE]).strip(),
+                CONF_LLM_PROMPT: str(user_input.get(CONF_LLM_PROMPT) or "").strip(),
+            }
+            errors = await self._async_check_llm(changes)
+            if not errors:
+                return self._save(changes)
+            options.update(changes)
+        settings = llm_settings(options)
+        schema = vol.Schema(
+            {
+                vol.Required(
+                    CONF_LLM_ENABLED, default=bool(options.get(CONF_LLM_ENABLED, False))
+                ): BooleanSelector(),
+                vol.Required(CONF_LLM_URL, default=settings.url): TextSelector(
+                    TextSelectorConfig(type=TextSelectorType.URL)
+                ),
+                vol.Required(CONF_LLM_MODEL, default=settings.model): TextSelector(),
+                vol.Required(CONF_LLM_TIMEOUT, default=settings.timeout): _seconds(1, 600),
+                vol.Required(CONF_LLM_KEEP_ALIVE, default=settings.keep_alive): _seconds(-1, 86400),
+                vol.Required(
+                    CONF_LLM_COOLDOWN,
+                    default=options.get(CONF_LLM_COOLDOWN, DEFAULT_LLM_COOLDOWN),
+                ): _seconds(0, 86400),
+                vol.Required(CONF_LLM_LANGUAGE, default=settings.language): TextSelector(),
+                vol.Required(CONF_LLM_PROMPT, default=settings.prompt): TextSelector(
+                    TextSelectorConfig(multiline=True)
+                ),
+            }
+        )
+        return self.async_show_form(step_id="llm", data_schema=schema, errors=errors)
+
+    async def _async_check_llm(self, changes: dict[str, Any]) -> dict[str, str]:
+        """Return form errors: a broken prompt, an unreachable server or a missing model."""
+        try:
+            check_prompt(changes[CONF_LLM_PROMPT] or DEFAULT_PROMPT)
+        except PromptError:
+            return {CONF_LLM_PROMPT: "invalid_prompt"}
+        if not changes[CONF_LLM_ENABLED]:
+            return {}
+        explainer = await async_create_explainer(self.hass, llm_settings(changes))
+        try:
+            await explainer.async_check()
+        except LLMError as err:
+            if err.failure is Failure.MODEL_MISSING:
+                return {CONF_LLM_MODEL: "model_missing"}
+            return {"base": "cannot_connect"}
+        return {}

@@ -63,3 +63,27 @@ ATTR_EPSILON: Final = "epsilon"
 # A v2 node is asked for a new session at most this often (seconds): often enough that a
 # session message lost in a broker restart costs few readings, rarely enough not to flood it.
 SESSION_REQUEST_INTERVAL: Final = 10.0
+
+# Alerts: thresholds, incidents and the local LLM (options).
+CONF_THRESHOLDS: Final = "thresholds"
+CONF_MIN_SEVERITY: Final = "min_severity"
+CONF_HOLD_TIME: Final = "hold_time"
+CONF_LLM_ENABLED: Final = "llm_enabled"
+CONF_LLM_URL: Final = "llm_url"
+CONF_LLM_MODEL: Final = "llm_model"
+CONF_LLM_TIMEOUT: Final = "llm_timeout"
+CONF_LLM_KEEP_ALIVE: Final = "llm_keep_alive"
+CONF_LLM_LANGUAGE: Final = "llm_language"
+CONF_LLM_PROMPT: Final = "llm_prompt"
+CONF_LLM_COOLDOWN: Final = "llm_cooldown"
+DEFAULT_LLM_COOLDOWN: Final = 300
+DEFAULT_LLM_LANGUAGE: Final = "English"
+# The model is unreachable for this many requests in a row before a repair issue appears.
+LLM_UNREACHABLE_AFTER: Final = 2
+EVENT_PREFIX: Final = f"{DOMAIN}_incident_"
+SERVICE_ACKNOWLEDGE: Final = "acknowledge"
+SERVICE_EXPLAIN: Final = "explain"
+ATTR_INCIDENT_ID: Final = "incident_id"
+# Readings kept for the trend in the explanation context.
+TREND_SECONDS: Final = 300.0
+TREND_READINGS: Final = 60

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 import json
 import time
@@ -21,11 +21,13 @@ from homeassistant.helpers.storage import Store
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator
 from homeassistant.util import dt as dt_util
 
+from .alerts import NodeAlerts
 from .const import (
     CONF_LEGACY_TOPIC,
     CONF_NODE_ID,
     CONF_PUBLISH_INTERVAL,
     CONF_STALE_INTERVALS,
+    CONF_THRESHOLDS,
     CONF_TOPIC_PREFIX,
     DEFAULT_PUBLISH_INTERVAL,
     DEFAULT_STALE_INTERVALS,
@@ -38,6 +40,7 @@ from .const import (
     STATE_SAVE_DELAY,
     V1_COMMANDS,
 )
+from .incidents import Incident
 from .keys import format_fingerprint
 from .protocol import (
     MAX_ENVELOPE_BYTES,
@@ -54,18 +57,42 @@ from .protocol import (
 )
 from .protocol_v2 import SessionMessage, V2Receiver, parse_v2_envelope, sign_command
 from .rejections import RejectionTracker
-from .severity import Assessment, SeverityEngine
+from .severity import Assessment, SeverityEngine, ThresholdError, Thresholds
 
 type IoTShieldConfigEntry = ConfigEntry[IoTShieldCoordinator]
 
 
 @dataclass(frozen=True, slots=True)
 class IoTShieldData:
-    """The latest valid reading of a node, when Home Assistant received it, and its severity."""
+    """A node's latest valid reading, when it was received, its severity and open incident."""
 
     telemetry: Telemetry | None = None
     received_at: datetime | None = None
     assessment: Assessment | None = None
+    incident: Incident | None = None
+
+
+def readings_of(telemetry: Telemetry) -> dict[str, float | bool | None]:
+    """Return a reading's values by sensor name, as events and explanations show them."""
+    return {
+        "temperature": telemetry.temperature,
+        "humidity": telemetry.humidity,
+        "gas": telemetry.gas,
+        "light": telemetry.light,
+        "flame": telemetry.flame,
+        "motion": telemetry.motion,
+    }
+
+
+def thresholds_of(entry: ConfigEntry) -> Thresholds:
+    """Return the entry's thresholds; the defaults when the stored ones cannot work."""
+    try:
+        thresholds = Thresholds.from_dict(entry.options.get(CONF_THRESHOLDS))
+        thresholds.validate()
+    except (ThresholdError, TypeError, ValueError) as err:
+        LOGGER.warning("Thresholds of %s cannot work (%s); using the defaults", entry.title, err)
+        return Thresholds()
+    return thresholds
 
 
 def _as_bytes(payload: str | bytes | bytearray) -> bytes:
@@ -126,7 +153,6 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
             name=f"{DOMAIN} {entry.data[CONF_NODE_ID]}",
             update_interval=None,
         )
-        self.data = IoTShieldData()
         self.node_id: str = entry.data[CONF_NODE_ID]
         self.prefix: str = entry.data[CONF_TOPIC_PREFIX]
         self.key_fingerprint = key_fingerprint
@@ -138,7 +164,12 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
         self._signing_key = signing_key
         self._last_session_request: float | None = None
         self.rejections = RejectionTracker(REJECTION_LOG_INTERVAL)
-        self.severity = SeverityEngine()
+        self.severity = SeverityEngine(thresholds_of(entry))
+        self._accepting = False
+        self.alerts = NodeAlerts(
+            hass, entry, self.node_id, stored.get("incident"), self._on_alerts_changed
+        )
+        self.data = IoTShieldData(incident=self.alerts.incident)
         self.announce: Announce | None = None
         self._online: bool | None = None
         self._stale = False
@@ -182,6 +213,7 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
             )
         entry.async_on_unload(self._stop_stale_clock)
         self._arm_stale_clock()
+        await self.alerts.async_start()
         if isinstance(self._decoder, V2Receiver) and self._decoder.state.current is None:
             # Nobody may be listening yet; this one does not count against the rate limit.
             self._request_session(rate_limited=False)
@@ -309,7 +341,10 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
 
     def _stored_data(self) -> dict[str, Any]:
         """Return what must survive a restart: v2 session state and the command counter."""
-        data: dict[str, Any] = {"command_ctr": self._command_ctr}
+        data: dict[str, Any] = {
+            "command_ctr": self._command_ctr,
+            "incident": self.alerts.tracker.as_dict(),
+        }
         if isinstance(self._decoder, V2Receiver):
             data["v2"] = self._decoder.state.as_dict()
         return data
@@ -362,8 +397,28 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
                 "m": telemetry.motion,
             }
         )
-        self.async_set_updated_data(IoTShieldData(telemetry, dt_util.utcnow(), assessment))
+        self._accepting = True
+        try:
+            self.alerts.async_observe(readings_of(telemetry), assessment)
+        finally:
+            self._accepting = False
+        self.async_set_updated_data(
+            IoTShieldData(telemetry, dt_util.utcnow(), assessment, self._incident_copy())
+        )
         self._log_availability()
+
+    def _incident_copy(self) -> Incident | None:
+        """Return a copy of the open incident for the entities."""
+        incident = self.alerts.incident
+        return None if incident is None else replace(incident)
+
+    @callback
+    def _on_alerts_changed(self) -> None:
+        """Save the incident and, outside a reading, show its change on the entities."""
+        self._save_state()
+        if not self._accepting:
+            self.data = replace(self.data, incident=self._incident_copy())
+            self.async_update_listeners()
 
     @callback
     def _reject(self, err: PayloadRejected) -> None:

@@ -36,15 +36,19 @@ class IoTShieldSensorEntityDescription(SensorEntityDescription):
 
 
 def _severity_attributes(data: IoTShieldData) -> dict[str, Any]:
-    """Name the rules that tripped and each sensor's own level."""
-    if data.assessment is None:
-        return {}
-    return {
-        "rules": [rule.rule_id for rule in data.assessment.rules],
-        "sensor_levels": {
-            SENSOR_NAMES[key]: level.label for key, level in data.assessment.sensors.items()
-        },
+    """Name the rules that tripped, each sensor's own level and the open incident."""
+    incident = data.incident
+    attributes: dict[str, Any] = {
+        "incident_id": None if incident is None else incident.incident_id,
+        "incident_severity": None if incident is None else incident.level.label,
+        "incident_acknowledged": None if incident is None else incident.acknowledged,
     }
+    if data.assessment is not None:
+        attributes["rules"] = [rule.rule_id for rule in data.assessment.rules]
+        attributes["sensor_levels"] = {
+            SENSOR_NAMES[key]: level.label for key, level in data.assessment.sensors.items()
+        }
+    return attributes
 
 
 SENSORS: tuple[IoTShieldSensorEntityDescription, ...] = (

@@ -1,4 +1,4 @@
-"""Services: send a node a command, and rotate Home Assistant's key for a node."""
+"""Services: node commands, key rotation, and acknowledging and explaining incidents."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ import voluptuous as vol
 from .const import (
     ATTR_COMMAND,
     ATTR_EPSILON,
+    ATTR_INCIDENT_ID,
     ATTR_INTERVAL,
     COMMANDS,
     CONF_PREVIOUS_KEY_UNTIL,
@@ -32,6 +33,8 @@ from .const import (
     DOMAIN,
     KEY_ROTATION_GRACE_SECONDS,
     PROTOCOL_V2,
+    SERVICE_ACKNOWLEDGE,
+    SERVICE_EXPLAIN,
     SERVICE_ROTATE_KEY,
     SERVICE_SEND_COMMAND,
 )
@@ -49,6 +52,13 @@ SEND_COMMAND_SCHEMA = vol.Schema(
     }
 )
 ROTATE_KEY_SCHEMA = vol.Schema({vol.Required(ATTR_DEVICE_ID): cv.string})
+EXPLAIN_SCHEMA = vol.Schema({vol.Required(ATTR_DEVICE_ID): cv.string})
+ACKNOWLEDGE_SCHEMA = vol.Schema(
+    {
+        vol.Optional(ATTR_DEVICE_ID): cv.string,
+        vol.Optional(ATTR_INCIDENT_ID): cv.string,
+    }
+)
 # Which argument each command needs.
 REQUIRED_ARGUMENT = {"set_interval": ATTR_INTERVAL, "set_epsilon": ATTR_EPSILON}
 
@@ -120,6 +130,41 @@ async def _async_rotate_key(call: ServiceCall) -> ServiceResponse:
     }
 
 
+def _loaded_entries(hass: HomeAssistant) -> list[IoTShieldConfigEntry]:
+    """Return the loaded IoTShield entries."""
+    return [
+        entry
+        for entry in hass.config_entries.async_entries(DOMAIN)
+        if entry.state is ConfigEntryState.LOADED
+    ]
+
+
+async def _async_acknowledge(call: ServiceCall) -> None:
+    """Silence an incident, chosen by its node, its id, or both."""
+    device_id: str | None = call.data.get(ATTR_DEVICE_ID)
+    incident_id: str | None = call.data.get(ATTR_INCIDENT_ID)
+    if device_id is None and incident_id is None:
+        raise ServiceValidationError(translation_domain=DOMAIN, translation_key="acknowledge_what")
+    if device_id is not None:
+        entries = [_entry_for_device(call.hass, device_id)]
+    else:
+        entries = _loaded_entries(call.hass)
+    for entry in entries:
+        if entry.runtime_data.alerts.async_acknowledge(incident_id):
+            return
+    raise ServiceValidationError(
+        translation_domain=DOMAIN,
+        translation_key="no_open_incident",
+        translation_placeholders={"incident_id": incident_id or "-"},
+    )
+
+
+async def _async_explain(call: ServiceCall) -> ServiceResponse:
+    """Explain a node's current state now, with the local LLM when it can."""
+    entry = _entry_for_device(call.hass, call.data[ATTR_DEVICE_ID])
+    return await entry.runtime_data.alerts.async_explain_now()
+
+
 @callback
 def async_setup_services(hass: HomeAssistant) -> None:
     """Register the integration's services."""
@@ -132,4 +177,14 @@ def async_setup_services(hass: HomeAssistant) -> None:
         _async_rotate_key,
         schema=ROTATE_KEY_SCHEMA,
         supports_response=SupportsResponse.OPTIONAL,
+    )
+    hass.services.async_register(
+        DOMAIN, SERVICE_ACKNOWLEDGE, _async_acknowledge, schema=ACKNOWLEDGE_SCHEMA
+    )
+    hass.services.async_register(
+        DOMAIN,
+        SERVICE_EXPLAIN,
+        _async_explain,
+        schema=EXPLAIN_SCHEMA,
+        supports_response=SupportsResponse.ONLY,
     )

@@ -9,7 +9,7 @@ below it, by a margin of three times the announced noise.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import IntEnum, StrEnum
 import itertools
 from typing import Final
@@ -80,6 +80,29 @@ class Thresholds:
     # > 800 lx, which would raise an alert every sunny afternoon).
     light: Bands = field(default_factory=lambda: Bands(800.0, 1e12, 1e12, low_under=200.0))
 
+    def as_dict(self) -> dict[str, dict[str, float]]:
+        """Return the JSON form kept in the entry's options."""
+        out: dict[str, dict[str, float]] = {}
+        for name in BAND_FIELDS:
+            bands: Bands = getattr(self, name)
+            out[name] = {f: getattr(bands, f) for f in BAND_FIELDS[name]}
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Mapping[str, float]] | None) -> Thresholds:
+        """Build thresholds from their JSON form; missing values keep their defaults."""
+        defaults = cls()
+        if not data:
+            return defaults
+        changed: dict[str, Bands] = {}
+        for name, fields in BAND_FIELDS.items():
+            given = data.get(name) or {}
+            bands: Bands = getattr(defaults, name)
+            changed[name] = replace(
+                bands, **{f: float(given[f]) for f in fields if given.get(f) is not None}
+            )
+        return cls(**changed)
+
     def validate(self) -> None:
         """Refuse bands that are not ordered or lie outside the sensors' ranges."""
         limits = {
@@ -101,6 +124,13 @@ class Thresholds:
                 raise ThresholdError(ThresholdProblem.NOT_ORDERED, name)
 
 
+# The editable values of each sensor's bands (light's upper bands mean "never").
+BAND_FIELDS: Final[dict[str, tuple[str, ...]]] = {
+    "temperature": ("low_under", "low", "medium", "high"),
+    "humidity": ("low_under", "low", "medium", "high"),
+    "gas": ("low", "medium", "high"),
+    "light": ("low_under", "low"),
+}
 CONTINUOUS: Final = {"t": "temperature", "h": "humidity", "g": "gas", "l": "light"}
 SENSOR_NAMES: Final = {**CONTINUOUS, "f": "flame", "m": "motion"}
 # Noise assumed when a node announces none: the sensors' own jitter.

@@ -1,0 +1,399 @@
+"""Alerts of one node: incidents delivered as notifications and events, explained by rules and LLM.
+
+The decisions live in plain modules (`incidents`, `explain`, `llm`); this is the Home Assistant
+side: bus events, the persistent notification, repair issues and the background worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable, Mapping
+import time
+from typing import Any
+
+from homeassistant.components import persistent_notification
+from homeassistant.config_entries import ConfigEntry
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.helpers import area_registry as ar, device_registry as dr, issue_registry as ir
+from homeassistant.util import dt as dt_util
+
+from .const import (
+    CONF_HOLD_TIME,
+    CONF_LLM_COOLDOWN,
+    CONF_LLM_ENABLED,
+    CONF_LLM_KEEP_ALIVE,
+    CONF_LLM_LANGUAGE,
+    CONF_LLM_MODEL,
+    CONF_LLM_PROMPT,
+    CONF_LLM_TIMEOUT,
+    CONF_LLM_URL,
+    CONF_MIN_SEVERITY,
+    DEFAULT_LLM_COOLDOWN,
+    DEFAULT_LLM_LANGUAGE,
+    DOMAIN,
+    EVENT_PREFIX,
+    LLM_UNREACHABLE_AFTER,
+    LOGGER,
+    TREND_READINGS,
+    TREND_SECONDS,
+)
+from .explain import DEFAULT_PROMPT, Context, Trend, format_value, rule_explanation
+from .incidents import (
+    DEFAULT_HOLD_SECONDS,
+    Change,
+    Explanation,
+    Incident,
+    IncidentTracker,
+    Source,
+    Transition,
+)
+from .llm import (
+    DEFAULT_KEEP_ALIVE,
+    DEFAULT_MODEL,
+    DEFAULT_TIMEOUT,
+    DEFAULT_URL,
+    ExplanationQueue,
+    Failure,
+    LLMError,
+    LLMSettings,
+    OllamaExplainer,
+    create_client,
+)
+from .severity import Assessment, Level
+
+type Readings = dict[str, float | bool | None]
+
+
+def llm_settings(options: Mapping[str, Any]) -> LLMSettings:
+    """Return the LLM settings of an entry's options, with defaults."""
+    return LLMSettings(
+        url=str(options.get(CONF_LLM_URL, DEFAULT_URL)),
+        model=str(options.get(CONF_LLM_MODEL, DEFAULT_MODEL)),
+        timeout=float(options.get(CONF_LLM_TIMEOUT, DEFAULT_TIMEOUT)),
+        keep_alive=int(options.get(CONF_LLM_KEEP_ALIVE, DEFAULT_KEEP_ALIVE)),
+        language=str(options.get(CONF_LLM_LANGUAGE) or DEFAULT_LLM_LANGUAGE),
+        prompt=str(options.get(CONF_LLM_PROMPT) or DEFAULT_PROMPT),
+    )
+
+
+async def async_create_explainer(hass: HomeAssistant, settings: LLMSettings) -> OllamaExplainer:
+    """Create an explainer; its HTTP client is built in the executor (it reads certificates)."""
+    client = await hass.async_add_executor_job(create_client, settings.url, settings.timeout)
+    return OllamaExplainer(settings, client)
+
+
+def llm_issue_id(node_id: str) -> str:
+    """Return the repair issue id raised while a node's LLM cannot be used."""
+    return f"llm_unavailable_{node_id}"
+
+
+def notification_id(node_id: str, incident_id: str) -> str:
+    """Return the stable persistent-notification id of one incident."""
+    return f"{DOMAIN}_{node_id}_{incident_id}"
+
+
+class NodeAlerts:
+    """Turns a node's assessed readings into incidents, events, notifications and explanations."""
+
+    def __init__(
+        self,
+        hass: HomeAssistant,
+        entry: ConfigEntry,
+        node_id: str,
+        stored: dict[str, Any] | None,
+        on_change: Callable[[], None],
+    ) -> None:
+        """Restore an open incident; `on_change` is called when it must be saved and shown."""
+        self.hass = hass
+        self.entry = entry
+        self.node_id = node_id
+        options = entry.options
+        self.tracker = IncidentTracker(
+            min_level=Level[str(options.get(CONF_MIN_SEVERITY, "medium")).upper()],
+            hold_seconds=float(options.get(CONF_HOLD_TIME, DEFAULT_HOLD_SECONDS)),
+        )
+        self.restored = self.tracker.restore(stored)
+        self._on_change = on_change
+        self._cooldown = float(options.get(CONF_LLM_COOLDOWN, DEFAULT_LLM_COOLDOWN))
+        self.llm_enabled = bool(options.get(CONF_LLM_ENABLED, False))
+        self.settings = llm_settings(options)
+        self._explainer: OllamaExplainer | None = None
+        self._lock = asyncio.Lock()
+        self._last_asked: dict[Level, float] = {}
+        self._unreachable = 0
+        self._history: deque[tuple[float, Readings]] = deque(maxlen=TREND_READINGS)
+        self.latest: Readings = {}
+        self.queue = ExplanationQueue(
+            self._async_explain_locked,
+            self._on_llm_result,
+            self._on_llm_failure,
+            lambda coro: entry.async_create_background_task(hass, coro, f"{DOMAIN} {node_id} llm"),
+        )
+
+    async def async_start(self) -> None:
+        """Create the LLM client and show an incident that was open before a restart."""
+        if self.llm_enabled:
+            self._explainer = await async_create_explainer(self.hass, self.settings)
+        else:
+            ir.async_delete_issue(self.hass, DOMAIN, llm_issue_id(self.node_id))
+        incident = self.tracker.incident
+        if incident is not None and not incident.acknowledged:
+            # Notifications do not survive a restart; the incident does. Show it again quietly:
+            # no event, so no automation or phone is alerted twice.
+            self._notify(incident, resolved=False)
+
+    @property
+    def incident(self) -> Incident | None:
+        """Return the open incident."""
+        return self.tracker.incident
+
+    # Readings in
+
+    @callback
+    def async_observe(self, readings: Readings, assessment: Assessment) -> None:
+        """Take one assessed reading: keep the trend and follow the incident."""
+        now = time.monotonic()
+        self.latest = readings
+        self._history.append((now, readings))
+        change = self.tracker.observe(
+            assessment.level, [rule.rule_id for rule in assessment.rules], time.time()
+        )
+        if change is None:
+            if self.tracker.incident is not None:
+                self._on_change()
+            return
+        incident = change.incident
+        if change.transition is Transition.RESOLVED:
+            self._deliver(change)
+            return
+        explanation = rule_explanation(self.context(incident.level, incident.rules))
+        self.tracker.explain(incident.incident_id, explanation)
+        delivered = Change(change.transition, self.tracker.incident or incident, change.previous)
+        self._deliver(delivered)
+        self._maybe_ask_llm(delivered)
+
+    def context(self, level: Level, rules: tuple[str, ...]) -> Context:
+        """Build what an explanation may see: the node's name, room, readings and trend."""
+        return Context(
+            node=self.entry.title,
+            room=self._room(),
+            level=level,
+            readings=dict(self.latest),
+            rules=rules,
+            trend=self._trend(),
+        )
+
+    def _trend(self) -> dict[str, Trend]:
+        """Describe how each continuous reading moved over the last few minutes."""
+        if not self._history:
+            return {}
+        now = self._history[-1][0]
+        recent = [(t, r) for t, r in self._history if now - t <= TREND_SECONDS]
+        trend: dict[str, Trend] = {}
+        for name in ("temperature", "humidity", "gas", "light"):
+            points = [
+                (t, float(v))
+                for t, r in recent
+                if isinstance(v := r.get(name), (int, float)) and not isinstance(v, bool)
+            ]
+            if len(points) >= 2:  # noqa: PLR2004 - a trend needs two points
+                trend[name] = Trend(points[0][1], points[-1][1], points[-1][0] - points[0][0])
+        return trend
+
+    def _device_id(self) -> str | None:
+        """Return the node's device id, for events and device triggers."""
+        devices = dr.async_entries_for_config_entry(dr.async_get(self.hass), self.entry.entry_id)
+        return devices[0].id if devices else None
+
+    def _room(self) -> str | None:
+        """Return the name of the area the user put the node in."""
+        devices = dr.async_entries_for_config_entry(dr.async_get(self.hass), self.entry.entry_id)
+        if not devices or devices[0].area_id is None:
+            return None
+        area = ar.async_get(self.hass).async_get_area(devices[0].area_id)
+        return None if area is None else area.name
+
+    # The local LLM
+
+    def _maybe_ask_llm(self, change: Change) -> None:
+        """Queue an LLM explanation, unless the same severity was explained moments ago."""
+        if self._explainer is None:
+            return
+        level = change.incident.level
+        now = time.monotonic()
+        last = self._last_asked.get(level)
+        # Escalation always bypasses the cooldown: a worse hazard deserves fresh words.
+        if (
+            change.transition is Transition.OPENED
+            and last is not None
+            and now - last < self._cooldown
+        ):
+            return
+        self._last_asked[level] = now
+        incident = change.incident
+        self.queue.submit(incident.incident_id, self.context(level, incident.rules))
+
+    async def _async_explain_locked(self, context: Context) -> Explanation:
+        """Ask the model, one request at a time for this node."""
+        if self._explainer is None:
+            raise LLMError(Failure.UNREACHABLE, "the local LLM is switched off")
+        async with self._lock:
+            return await self._explainer.async_explain(context)
+
+    @callback
+    def _on_llm_result(self, incident_id: str, explanation: Explanation) -> None:
+        """Upgrade the incident's explanation in place."""
+        self._llm_worked()
+        change = self.tracker.explain(incident_id, explanation)
+        if change is None:
+            LOGGER.debug("Explanation for closed incident %s of %s", incident_id, self.node_id)
+            return
+        self._deliver(change)
+
+    @callback
+    def _on_llm_failure(self, incident_id: str, err: LLMError) -> None:
+        """Keep the rule-based explanation; raise a repair when the model stays unusable."""
+        LOGGER.info(
+            "No LLM explanation for incident %s of node %s (%s); the rule-based one stays",
+            incident_id,
+            self.node_id,
+            err,
+        )
+        self._llm_failed(err)
+
+    def _llm_worked(self) -> None:
+        """Forget earlier failures."""
+        self._unreachable = 0
+        ir.async_delete_issue(self.hass, DOMAIN, llm_issue_id(self.node_id))
+
+    def _llm_failed(self, err: LLMError) -> None:
+        """Count failures that a user must fix and raise a repair issue for them."""
+        if err.failure in (Failure.MALFORMED, Failure.SERVER_ERROR):
+            return
+        self._unreachable += 1
+        if err.failure is not Failure.MODEL_MISSING and self._unreachable < LLM_UNREACHABLE_AFTER:
+            return
+        ir.async_create_issue(
+            self.hass,
+            DOMAIN,
+            llm_issue_id(self.node_id),
+            is_fixable=False,
+            severity=ir.IssueSeverity.WARNING,
+            translation_key=err.failure.value,
+            translation_placeholders={
+                "node_id": self.node_id,
+                "url": self.settings.url,
+                "model": self.settings.model,
+            },
+        )
+
+    async def async_explain_now(self) -> dict[str, Any]:
+        """Explain the node's current state now (the explain service)."""
+        incident = self.tracker.incident
+        if incident is not None:
+            level, rules = incident.current, incident.rules
+        else:
+            level, rules = Level.NORMAL, ()
+        context = self.context(level, rules)
+        explanation = rule_explanation(context)
+        if self._explainer is not None and self.latest:
+            try:
+                explanation = await self._async_explain_locked(context)
+            except LLMError as err:
+                LOGGER.info("The LLM could not explain node %s now: %s", self.node_id, err)
+                self._llm_failed(err)
+            else:
+                self._llm_worked()
+        return {
+            "node": self.entry.title,
+            "severity": level.label,
+            "incident_id": None if incident is None else incident.incident_id,
+            "rules": list(rules),
+            "readings": dict(self.latest),
+            **explanation.as_dict(),
+        }
+
+    # Delivery
+
+    @callback
+    def async_acknowledge(self, incident_id: str | None) -> bool:
+        """Silence the open incident; False when there is no such incident."""
+        change = self.tracker.acknowledge(incident_id)
+        if change is None:
+            incident = self.tracker.incident
+            return incident is not None and incident_id in (None, incident.incident_id)
+        persistent_notification.async_dismiss(
+            self.hass, notification_id(self.node_id, change.incident.incident_id)
+        )
+        self._fire(change)
+        self._on_change()
+        return True
+
+    def _deliver(self, change: Change) -> None:
+        """Fire the transition's event and show it in the incident's notification."""
+        incident = change.incident
+        silenced = incident.acknowledged and change.transition is Transition.EXPLAINED
+        if not silenced:
+            self._fire(change)
+            if not incident.acknowledged or change.transition is not Transition.RESOLVED:
+                self._notify(incident, resolved=change.transition is Transition.RESOLVED)
+        self._on_change()
+
+    def _fire(self, change: Change) -> None:
+        """Fire `iotshield_incident_<transition>` with everything an automation needs."""
+        self.hass.bus.async_fire(f"{EVENT_PREFIX}{change.transition.value}", self.payload(change))
+
+    def payload(self, change: Change) -> dict[str, Any]:
+        """Return the event data of a transition."""
+        incident = change.incident
+        explanation = incident.explanation or rule_explanation(
+            self.context(incident.level, incident.rules)
+        )
+        return {
+            "incident_id": incident.incident_id,
+            "node_id": self.node_id,
+            "node": self.entry.title,
+            "device_id": self._device_id(),
+            "severity": incident.level.label,
+            "current_severity": incident.current.label,
+            "previous_severity": None if change.previous is None else change.previous.label,
+            "readings": dict(self.latest),
+            "rules": list(incident.rules),
+            "title": explanation.title,
+            "explanation": explanation.explanation,
+            "suggested_action": explanation.suggested_action,
+            "source": explanation.source.value,
+            "acknowledged": incident.acknowledged,
+            "opened_at": dt_util.utc_from_timestamp(incident.opened_at).isoformat(),
+        }
+
+    def _notify(self, incident: Incident, *, resolved: bool) -> None:
+        """Create or update the incident's one persistent notification."""
+        explanation = incident.explanation or rule_explanation(
+            self.context(incident.level, incident.rules)
+        )
+        readings = ", ".join(
+            f"{name} {format_value(name, value)}"
+            for name, value in self.latest.items()
+            if value is not None
+        )
+        source = "local LLM" if explanation.source is Source.LLM else "IoTShield rules"
+        if resolved:
+            title = f"Resolved: {explanation.title}"
+            status = "**Resolved** – readings have been back to normal for a while."
+        else:
+            title = explanation.title
+            status = f"**Severity: {incident.level.label}**"
+        message = (
+            f"{status}\n\n{explanation.explanation}\n\n"
+            f"**What to do:** {explanation.suggested_action}\n\n"
+            f"_Latest readings: {readings or 'none'}. Explained by {source}. "
+            f"Incident {incident.incident_id}._"
+        )
+        persistent_notification.async_create(
+            self.hass,
+            message,
+            title=title,
+            notification_id=notification_id(self.node_id, incident.incident_id),
+        )
