@@ -381,8 +381,13 @@ async def test_options_flow(hass: HomeAssistant, mock_config_entry: MockConfigEn
     """Options are shown with current values and stored as integers and a flag."""
     await setup_entry(hass, mock_config_entry)
     result = await hass.config_entries.options.async_init(mock_config_entry.entry_id)
+    assert result["type"] is FlowResultType.MENU
+    assert result["menu_options"] == ["node", "thresholds", "alerts", "llm"]
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {"next_step_id": "node"}
+    )
     assert result["type"] is FlowResultType.FORM
-    assert result["step_id"] == "init"
+    assert result["step_id"] == "node"
     result = await hass.config_entries.options.async_configure(
         result["flow_id"],
         {CONF_PUBLISH_INTERVAL: 10.0, CONF_STALE_INTERVALS: 4.0, CONF_LEGACY_TOPIC: True},

@@ -58,7 +58,7 @@ from .llm import (
     LLMError,
     LLMSettings,
     OllamaExplainer,
-    create_client,
+    create_connection,
 )
 from .severity import Assessment, Level
 
@@ -79,8 +79,10 @@ def llm_settings(options: Mapping[str, Any]) -> LLMSettings:
 
 async def async_create_explainer(hass: HomeAssistant, settings: LLMSettings) -> OllamaExplainer:
     """Create an explainer; its HTTP client is built in the executor (it reads certificates)."""
-    client = await hass.async_add_executor_job(create_client, settings.url, settings.timeout)
-    return OllamaExplainer(settings, client)
+    connection = await hass.async_add_executor_job(
+        create_connection, settings.url, settings.timeout
+    )
+    return OllamaExplainer(settings, connection)
 
 
 def llm_issue_id(node_id: str) -> str:
@@ -134,7 +136,8 @@ class NodeAlerts:
     async def async_start(self) -> None:
         """Create the LLM client and show an incident that was open before a restart."""
         if self.llm_enabled:
-            self._explainer = await async_create_explainer(self.hass, self.settings)
+            self._explainer = explainer = await async_create_explainer(self.hass, self.settings)
+            self.entry.async_on_unload(explainer.async_close)
         else:
             ir.async_delete_issue(self.hass, DOMAIN, llm_issue_id(self.node_id))
         incident = self.tracker.incident

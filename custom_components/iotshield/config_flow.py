@@ -543,4 +543,6 @@ class IoTShieldOptionsFlow(OptionsFlow):
             if err.failure is Failure.MODEL_MISSING:
                 return {CONF_LLM_MODEL: "model_missing"}
             return {"base": "cannot_connect"}
+        finally:
+            await explainer.async_close()
         return {}

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 import json
 import re
+import string
 from typing import Any, Final
 
 from .incidents import Explanation, Source
@@ -239,8 +240,14 @@ def build_prompt(template: str, context: Context, language: str) -> str:
         "language": language,
     }
     try:
+        # Only bare placeholder names: no attribute access, indexing or conversions.
+        for _, name, spec, conversion in string.Formatter().parse(template):
+            if name is not None and (name not in values or spec or conversion):
+                raise PromptError(f"unknown placeholder {{{name}}}")
         return template.format_map(values)
-    except (KeyError, IndexError, ValueError, AttributeError) as err:
+    except (KeyError, IndexError, ValueError) as err:
+        if isinstance(err, PromptError):
+            raise
         raise PromptError(str(err)) from err
 
 

@@ -65,9 +65,18 @@ class LLMSettings:
     prompt: str = ""
 
 
-def create_client(url: str, timeout: float) -> ollama.AsyncClient:
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """An Ollama client and the transport it owns, which must be closed when done."""
+
+    client: ollama.AsyncClient
+    transport: httpx.AsyncHTTPTransport
+
+
+def create_connection(url: str, timeout: float) -> Connection:
     """Create the client; it loads TLS certificates, so call it in an executor."""
-    return ollama.AsyncClient(host=url, timeout=timeout)
+    transport = httpx.AsyncHTTPTransport()
+    return Connection(ollama.AsyncClient(host=url, timeout=timeout, transport=transport), transport)
 
 
 # Reasoning models think before answering unless told not to; older clients lack the switch.
@@ -109,10 +118,15 @@ _CLIENT_ERRORS: Final = (
 class OllamaExplainer:
     """Asks one Ollama server for explanations, within a timeout and bounded retries."""
 
-    def __init__(self, settings: LLMSettings, client: ollama.AsyncClient) -> None:
-        """Use a client made by `create_client` for the settings' URL."""
+    def __init__(self, settings: LLMSettings, connection: Connection) -> None:
+        """Use a connection made by `create_connection` for the settings' URL."""
         self.settings = settings
-        self._client = client
+        self._client = connection.client
+        self._transport = connection.transport
+
+    async def async_close(self) -> None:
+        """Close the connections to the server."""
+        await self._transport.aclose()
 
     async def async_check(self) -> None:
         """Raise LLMError when the server cannot be reached or lacks the model."""
