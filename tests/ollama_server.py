@@ -40,6 +40,8 @@ class FakeOllama:
     url: str = ""
     # Set to make every chat wait until the test lets it go.
     gate: asyncio.Event | None = None
+    # Set when the first chat request arrives.
+    received: asyncio.Event = field(default_factory=asyncio.Event)
 
     def prompts(self) -> list[str]:
         """Return the user prompts of every chat request so far."""
@@ -67,6 +69,7 @@ class FakeOllama:
         """Answer /api/chat (non-streaming) according to the mode."""
         body = await request.json()
         self.chats.append(body)
+        self.received.set()
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:

@@ -20,11 +20,7 @@ from custom_components.iotshield.explain import (
     rule_explanation,
 )
 from custom_components.iotshield.incidents import Source
-from custom_components.iotshield.severity import (
-    SENSOR_NAMES,
-    Level,
-    SeverityEngine,
-)
+from custom_components.iotshield.severity import SENSOR_NAMES, Level, SeverityEngine
 
 READINGS = {
     "temperature": 52.3,
@@ -52,9 +48,18 @@ def test_every_rule_the_engine_can_trip_has_a_text() -> None:
     """No rule falls back to the generic text: single-sensor rules at each level, compounds."""
     engine_rules = {f"{name}_{level.label}" for name in SENSOR_NAMES.values() for level in Level}
     reachable = {
-        "flame_high", "motion_low", "light_low",
-        *(f"{s}_{lvl}" for s in ("temperature", "humidity", "gas") for lvl in ("low", "medium", "high")),
-        "fire", "fire_suspected", "explosion_risk", "combustion",
+        "flame_high",
+        "motion_low",
+        "light_low",
+        *(
+            f"{s}_{lvl}"
+            for s in ("temperature", "humidity", "gas")
+            for lvl in ("low", "medium", "high")
+        ),
+        "fire",
+        "fire_suspected",
+        "explosion_risk",
+        "combustion",
     }
     assert reachable - engine_rules <= {"fire", "fire_suspected", "explosion_risk", "combustion"}
     assert reachable <= set(RULE_TEXTS)
@@ -91,7 +96,14 @@ def test_prompt_holds_only_what_the_explanation_needs() -> None:
     assert "temperature 24.0 °C → 52.3 °C over 60 s" in prompt
     assert "German" in prompt
     # The context type has no field for anything else, so nothing else can leak.
-    assert set(Context.__dataclass_fields__) == {"node", "room", "level", "readings", "rules", "trend"}
+    assert set(Context.__dataclass_fields__) == {
+        "node",
+        "room",
+        "level",
+        "readings",
+        "rules",
+        "trend",
+    }
 
 
 def test_custom_prompt_and_broken_ones() -> None:
@@ -105,7 +117,11 @@ def test_custom_prompt_and_broken_ones() -> None:
 
 def answer(**overrides: object) -> str:
     """Return a well-formed answer with some fields changed."""
-    doc: dict[str, object] = {"title": "Fire", "explanation": "Smoke.", "suggested_action": "Leave."}
+    doc: dict[str, object] = {
+        "title": "Fire",
+        "explanation": "Smoke.",
+        "suggested_action": "Leave.",
+    }
     doc.update(overrides)
     return json.dumps(doc)
 

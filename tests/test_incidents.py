@@ -39,7 +39,8 @@ def test_configurable_minimum() -> None:
     """A user who wants to hear about LOW readings gets incidents from them."""
     t = tracker(min_level=Level.LOW)
     change = t.observe(Level.LOW, ["humidity_low"], 0.0)
-    assert change is not None and change.transition is Transition.OPENED
+    assert change is not None
+    assert change.transition is Transition.OPENED
 
 
 def test_escalates_only_upwards() -> None:
@@ -97,7 +98,8 @@ def test_explain_only_the_open_incident() -> None:
     t.observe(Level.MEDIUM, ["gas_medium"], 0.0)
     assert t.explain("other", text) is None
     change = t.explain("inc1", text)
-    assert change is not None and change.transition is Transition.EXPLAINED
+    assert change is not None
+    assert change.transition is Transition.EXPLAINED
     assert change.incident.explanation == text
     t.observe(Level.NORMAL, [], 1.0)
     assert t.explain("inc1", text) is None
@@ -110,7 +112,8 @@ def test_acknowledge_silences_until_worse() -> None:
     t.observe(Level.MEDIUM, ["gas_medium"], 0.0)
     assert t.acknowledge("nope") is None
     change = t.acknowledge("inc1")
-    assert change is not None and change.transition is Transition.ACKNOWLEDGED
+    assert change is not None
+    assert change.transition is Transition.ACKNOWLEDGED
     assert change.incident.acknowledged
     assert t.acknowledge() is None  # already silenced
     t.observe(Level.CRITICAL, ["fire"], 1.0)
@@ -135,7 +138,12 @@ def test_round_trip_through_storage() -> None:
 
 @pytest.mark.parametrize(
     "damaged",
-    [None, {}, {"incident_id": "x"}, {**Incident("x", 0, Level.HIGH, Level.HIGH, ()).as_dict(), "level": "worst"}],
+    [
+        None,
+        {},
+        {"incident_id": "x"},
+        {**Incident("x", 0, Level.HIGH, Level.HIGH, ()).as_dict(), "level": "worst"},
+    ],
 )
 def test_damaged_storage_is_ignored(damaged: dict[str, object] | None) -> None:
     """A missing or damaged stored incident leaves the tracker empty instead of failing."""

@@ -190,8 +190,7 @@ async def test_burst_is_bounded_one_at_a_time(
         await asyncio.sleep(0)
         assert queue.pending <= 3
     assert len(tasks) == 1
-    while not ollama_server.chats:
-        await asyncio.sleep(0.01)
+    await asyncio.wait_for(ollama_server.received.wait(), 10)
     ollama_server.gate.set()
     await asyncio.wait_for(tasks[0], 10)
     assert ollama_server.max_in_flight == 1

@@ -7,8 +7,13 @@ from pathlib import Path
 import re
 from typing import Any
 
+import yaml
+
+from custom_components.iotshield.device_trigger import TRIGGER_TYPES
 from custom_components.iotshield.keys import KeyProblem
+from custom_components.iotshield.llm import Failure
 from custom_components.iotshield.protocol import Rejection
+from custom_components.iotshield.severity import ThresholdProblem
 
 PACKAGE = Path(__file__).parent.parent / "custom_components" / "iotshield"
 STRINGS: dict[str, Any] = json.loads((PACKAGE / "translations" / "en.json").read_text())
@@ -25,9 +30,18 @@ def test_config_flow_texts() -> None:
     """Steps, errors and abort reasons of the flows are all translated."""
     config = STRINGS["config"]
     # "confirm" is the repair flow's step, translated under issues.
-    steps = _used(r'step_id="(\w+)"') - {"init", "confirm"}
+    option_steps = {"init", "node", "thresholds", "alerts", "llm"}
+    steps = _used(r'step_id="(\w+)"') - {"confirm"} - option_steps
     assert steps == set(config["step"])
-    assert set(STRINGS["options"]["step"]) == {"init"}
+    assert set(STRINGS["options"]["step"]) == option_steps
+    assert set(STRINGS["options"]["step"]["init"]["menu_options"]) == option_steps - {"init"}
+    option_errors = {problem.value for problem in ThresholdProblem} | {
+        "invalid_prompt",
+        "cannot_connect",
+        "model_missing",
+    }
+    assert option_errors == set(STRINGS["options"]["error"])
+    assert option_errors - {p.value for p in ThresholdProblem} <= _used(r': "(\w+)"\}')
     errors = _used(r'errors\[[A-Z_]+\] = "(\w+)"') | {problem.value for problem in KeyProblem}
     assert errors == set(config["error"])
     aborts = _used(r'reason="(\w+)"') - {"no_announced_key"} | {
@@ -65,6 +79,9 @@ def test_entity_issue_and_exception_texts() -> None:
         "announced_key_mismatch",
         "impersonation",
         "unauthenticated",
+        Failure.UNREACHABLE.value,
+        Failure.TIMEOUT.value,
+        Failure.MODEL_MISSING.value,
     }
     assert "no_announced_key" in issues["impersonation"]["fix_flow"]["abort"]
     assert set(issues["impersonation"]["fix_flow"]["step"]) == {"confirm"}
@@ -78,13 +95,15 @@ def test_entity_issue_and_exception_texts() -> None:
 
 def test_service_texts() -> None:
     """Every service and field in services.yaml has a name and description."""
-    yaml_text = (PACKAGE / "services.yaml").read_text()
-    services = re.findall(r"^(\w+):$", yaml_text, flags=re.MULTILINE)
+    services = yaml.safe_load((PACKAGE / "services.yaml").read_text())
     assert set(services) == set(STRINGS["services"]) == set(ICONS["services"])
-    for service in services:
-        block = yaml_text.split(f"{service}:\n", 1)[1].split("\n\n", 1)[0]
-        fields = set(re.findall(r"^    (\w+):$", block, flags=re.MULTILINE))
-        assert fields == set(STRINGS["services"][service]["fields"]), service
+    for service, spec in services.items():
+        assert set(spec["fields"]) == set(STRINGS["services"][service]["fields"]), service
+
+
+def test_device_trigger_texts() -> None:
+    """Every device trigger has a name in the automation editor."""
+    assert set(TRIGGER_TYPES) == set(STRINGS["device_automation"]["trigger_type"])
 
 
 def test_icons_belong_to_translated_entities() -> None:
