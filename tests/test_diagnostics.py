@@ -48,3 +48,6 @@ async def test_diagnostics_redact_the_key(
     assert node["stale_after"] == 15.0
     assert result["rejections"]["malformed"] == 1
     assert result["rejections"]["decrypt_failed"] == 0
+    assert result["incident"] is None
+    assert result["llm"]["enabled"] is False
+    assert result["llm"]["model"] == "llama3.2:1b"

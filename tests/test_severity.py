@@ -157,3 +157,13 @@ def test_threshold_validation(
     with pytest.raises(ThresholdError) as info:
         SeverityEngine(thresholds)
     assert (info.value.problem, info.value.sensor) == (problem, sensor)
+
+
+def test_thresholds_round_trip_through_options() -> None:
+    """Thresholds stored as JSON come back equal; missing values keep their defaults."""
+    edited = Thresholds.from_dict({"gas": {"low": 0.1, "medium": 0.3, "high": 0.5}})
+    assert edited.gas == Bands(0.1, 0.3, 0.5)
+    assert edited.temperature == Thresholds().temperature
+    assert Thresholds.from_dict(edited.as_dict()) == edited
+    assert Thresholds.from_dict(None) == Thresholds()
+    assert set(edited.as_dict()["light"]) == {"low_under", "low"}

@@ -13,6 +13,7 @@ from homeassistant.helpers import config_validation as cv, issue_registry as ir
 from homeassistant.helpers.typing import ConfigType
 from homeassistant.util import dt as dt_util
 
+from .alerts import llm_issue_id
 from .const import (
     CONF_NODE_ID,
     CONF_NODE_KEY,
@@ -130,6 +131,7 @@ async def async_remove_entry(hass: HomeAssistant, entry: IoTShieldConfigEntry) -
         announced_key_issue_id(node_id),
         impersonation_issue_id(node_id),
         unauthenticated_issue_id(node_id),
+        llm_issue_id(node_id),
     ):
         ir.async_delete_issue(hass, DOMAIN, issue_id)
     await state_store(hass, entry).async_remove()

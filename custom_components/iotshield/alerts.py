@@ -317,6 +317,19 @@ class NodeAlerts:
             **explanation.as_dict(),
         }
 
+    def llm_summary(self) -> dict[str, Any]:
+        """Describe the LLM's settings and queue, for diagnostics (the prompt is the user's)."""
+        return {
+            "enabled": self.llm_enabled,
+            "url": self.settings.url,
+            "model": self.settings.model,
+            "timeout": self.settings.timeout,
+            "busy": self.queue.busy,
+            "pending": self.queue.pending,
+            "dropped": self.queue.dropped,
+            "failures_in_a_row": self._unreachable,
+        }
+
     # Delivery
 
     @callback

@@ -17,7 +17,7 @@ TO_REDACT = {CONF_PRIVATE_KEY, CONF_PREVIOUS_PRIVATE_KEY}
 async def async_get_config_entry_diagnostics(
     hass: HomeAssistant, entry: IoTShieldConfigEntry
 ) -> dict[str, Any]:
-    """Return the entry, the node's state and the rejection counters."""
+    """Return the entry, the node's state, rejection counters, open incident and LLM state."""
     coordinator = entry.runtime_data
     data = coordinator.data
     return {
@@ -34,4 +34,6 @@ async def async_get_config_entry_diagnostics(
         "rejections": coordinator.rejections.as_dict(),
         # Session ids and counters only: session keys never leave Home Assistant's storage.
         "sessions": coordinator.session_summary(),
+        "incident": coordinator.alerts.tracker.as_dict(),
+        "llm": coordinator.alerts.llm_summary(),
     }
