@@ -187,7 +187,9 @@ async def test_incident_lifecycle(
     assert events[2].data["previous_severity"] == "critical"
     shown = notifications(hass)
     assert list(shown) == [notification_id("kitchen", incident_id)]
-    assert shown[notification_id("kitchen", incident_id)]["title"].startswith("Resolved: ")
+    resolved = shown[notification_id("kitchen", incident_id)]
+    assert resolved["title"].startswith("Resolved: ")
+    assert "Latest readings: temperature 21.5 °C" in resolved["message"]
     assert hass.states.get("sensor.kitchen_severity").attributes["incident_id"] is None
 
     # The next hazard is a new incident with its own notification.

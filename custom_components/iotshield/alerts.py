@@ -389,23 +389,23 @@ class NodeAlerts:
         explanation = incident.explanation or rule_explanation(
             self.context(incident.level, incident.rules)
         )
-        readings = ", ".join(
-            f"{name} {format_value(name, value)}"
-            for name, value in self.latest.items()
-            if value is not None
-        )
         source = "local LLM" if explanation.source is Source.LLM else "IoTShield rules"
+        footer = f"Explained by {source}. Incident {incident.incident_id}."
         if resolved:
             title = f"Resolved: {explanation.title}"
             status = "**Resolved** – readings have been back to normal for a while."
+            readings = ", ".join(
+                f"{name} {format_value(name, value)}"
+                for name, value in self.latest.items()
+                if value is not None
+            )
+            footer = f"Latest readings: {readings}. {footer}"
         else:
             title = explanation.title
             status = f"**Severity: {incident.level.label}**"
         message = (
             f"{status}\n\n{explanation.explanation}\n\n"
-            f"**What to do:** {explanation.suggested_action}\n\n"
-            f"_Latest readings: {readings or 'none'}. Explained by {source}. "
-            f"Incident {incident.incident_id}._"
+            f"**What to do:** {explanation.suggested_action}\n\n_{footer}_"
         )
         persistent_notification.async_create(
             self.hass,
