@@ -1,7 +1,8 @@
-"""Prepare a freshly started dev Home Assistant over its REST API: owner account and MQTT.
+"""Prepare a freshly started dev Home Assistant over its REST API: owner, MQTT and demo nodes.
 
-Run by scripts/develop; uses only the standard library so it works in any lane's Python.
-Idempotent: an instance that is already onboarded and has MQTT is left as it is.
+Run by scripts/develop in the oldest lane's Python. Everything goes through Home Assistant's own
+onboarding and flow APIs, as a user's clicks would. Idempotent: an instance that is already
+onboarded, has MQTT and has the demo nodes is left as it is.
 """
 
 from __future__ import annotations
@@ -15,6 +16,14 @@ from typing import Any
 import urllib.error
 import urllib.parse
 import urllib.request
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "firmware" / "reference_node"))
+
+from iotshield_node.v2 import load_or_create_identity, node_key_b64  # noqa: E402
+
+# Incidents of the demo resolve half a minute after the hazard is gone, not five minutes.
+DEMO_HOLD_TIME = 30
 
 
 class DevInstance:
@@ -42,8 +51,14 @@ class DevInstance:
         req = urllib.request.Request(  # noqa: S310 - the URL is the local dev instance
             self.url + path, data=data, headers=headers, method=method
         )
-        with urllib.request.urlopen(req, timeout=30) as response:  # noqa: S310
-            text = response.read().decode()
+        try:
+            with urllib.request.urlopen(req, timeout=30) as response:  # noqa: S310
+                text = response.read().decode()
+        except urllib.error.HTTPError as err:
+            detail = err.read().decode(errors="replace")[:300]
+            raise urllib.error.HTTPError(
+                err.url, err.code, f"{err.msg}: {method} {path}: {detail}", err.headers, None
+            ) from None
         return json.loads(text) if text else None
 
     def wait_until_up(self, seconds: float) -> None:
@@ -134,6 +149,94 @@ class DevInstance:
         if result.get("type") != "create_entry":
             sys.exit(f"MQTT setup failed: {result.get('errors') or result}")
 
+    def flow_step(self, flow_id: str, data: dict[str, Any], *, options: bool = False) -> Any:
+        """Submit one step of a config or options flow."""
+        kind = "options/flow" if options else "flow"
+        return self.request("POST", f"/api/config/config_entries/{kind}/{flow_id}", data)
+
+    def ensure_node(self, node_id: str, state_dir: Path, key_dir: Path) -> str:
+        """Pair a demo node through the IoTShield wizard once; return its entry id."""
+        identity = load_or_create_identity(state_dir / f"{node_id}.identity.pem")
+        key_file = key_dir / f"{node_id}.pem"
+        for entry in self.request("GET", "/api/config/config_entries/entry"):
+            if entry["domain"] == "iotshield" and entry.get("unique_id") == node_id:
+                if key_file.exists():
+                    return str(entry["entry_id"])
+                # The node's copy of Home Assistant's key is gone: pair it again.
+                self.request("DELETE", f"/api/config/config_entries/entry/{entry['entry_id']}")
+        flow = self.request("POST", "/api/config/config_entries/flow", {"handler": "iotshield"})
+        flow = self.flow_step(
+            flow["flow_id"],
+            {"node_id": node_id, "topic_prefix": "iotshield", "key_source": "generate"},
+        )
+        if flow.get("step_id") != "show_key":
+            sys.exit(f"unexpected IoTShield flow step: {flow}")
+        # What a user copies from the wizard into the node's configuration.
+        key_dir.mkdir(parents=True, exist_ok=True)
+        key_file.write_text(flow["description_placeholders"]["public_key"] + "\n")
+        flow = self.flow_step(flow["flow_id"], {})
+        if flow.get("step_id") == "pair_confirm":
+            flow = self.flow_step(flow["flow_id"], {"pairing": "pin"})
+        else:
+            flow = self.flow_step(
+                flow["flow_id"], {"pairing": "paste", "node_key": node_key_b64(identity)}
+            )
+        if flow.get("type") != "create_entry":
+            sys.exit(f"pairing {node_id} failed: {flow.get('errors') or flow}")
+        entry_id = str(flow["result"]["entry_id"])
+        self.set_options(
+            entry_id, "alerts", {"min_severity": "medium", "hold_time": DEMO_HOLD_TIME}
+        )
+        return entry_id
+
+    def set_options(self, entry_id: str, step: str, values: dict[str, Any]) -> Any:
+        """Change one group of an entry's options through its options flow."""
+        flow = self.request(
+            "POST", "/api/config/config_entries/options/flow", {"handler": entry_id}
+        )
+        flow = self.flow_step(flow["flow_id"], {"next_step_id": step}, options=True)
+        defaults = {
+            field["name"]: field.get("default")
+            for field in flow.get("data_schema", [])
+            if "default" in field
+        }
+        return self.flow_step(flow["flow_id"], {**defaults, **values}, options=True)
+
+    def ensure_llm(self, entry_id: str, url: str, model: str) -> str:
+        """Use the local Ollama when one answers with the model; say what alerts will carry."""
+        try:
+            with urllib.request.urlopen(f"{url}/api/tags", timeout=3) as response:  # noqa: S310
+                models = [m.get("name", "") for m in json.loads(response.read())["models"]]
+        except (OSError, ValueError, KeyError):
+            self.set_options(entry_id, "llm", {"llm_enabled": False})
+            return f"no Ollama at {url}: alerts carry rule-based explanations"
+        if model not in models:
+            self.set_options(entry_id, "llm", {"llm_enabled": False})
+            return (
+                f"Ollama at {url} has no {model} (ollama pull {model}): "
+                "alerts carry rule-based explanations"
+            )
+        result = self.set_options(
+            entry_id, "llm", {"llm_enabled": True, "llm_url": url, "llm_model": model}
+        )
+        if result.get("type") != "create_entry":
+            return f"Ollama at {url} refused: {result.get('errors')}; rule-based explanations"
+        return f"alerts are explained by {model} on the local Ollama at {url}"
+
+    def wait_for_state(self, entity_id: str, seconds: float) -> str:
+        """Wait until an entity has a real value; return it."""
+        deadline = time.monotonic() + seconds
+        state = "missing"
+        while time.monotonic() < deadline:
+            try:
+                state = self.request("GET", f"/api/states/{entity_id}")["state"]
+            except urllib.error.HTTPError:
+                state = "missing"
+            if state not in ("missing", "unknown", "unavailable"):
+                return str(state)
+            time.sleep(1)
+        sys.exit(f"{entity_id} has no value after {seconds:.0f} s (state: {state})")
+
 
 def verify(instance: DevInstance) -> None:
     """Check as a user would: MQTT is loaded and the IoTShield wizard opens."""
@@ -158,6 +261,13 @@ def main() -> None:
     parser.add_argument("--mqtt-port", type=int, required=True)
     parser.add_argument("--mqtt-username", required=True)
     parser.add_argument("--mqtt-password-file", type=Path, required=True)
+    parser.add_argument("--node", action="append", default=[], help="demo node id to pair")
+    parser.add_argument("--state-dir", type=Path, help="the demo nodes' identity keys")
+    parser.add_argument("--key-dir", type=Path, help="where the nodes' copies of HA's key go")
+    parser.add_argument("--ollama-url", default="http://localhost:11434")
+    parser.add_argument("--ollama-model", default="llama3.2:1b")
+    parser.add_argument("--pair", action="store_true", help="pair the demo nodes")
+    parser.add_argument("--wait-live", action="store_true", help="wait for live readings")
     parser.add_argument("--verify", action="store_true", help="check the result and report")
     args = parser.parse_args()
     instance = DevInstance(args.url)
@@ -171,6 +281,15 @@ def main() -> None:
     )
     if args.verify:
         verify(instance)
+    for node_id in args.node if args.pair else []:
+        if args.state_dir is None or args.key_dir is None:
+            sys.exit("--node needs --state-dir and --key-dir")
+        entry_id = instance.ensure_node(node_id, args.state_dir, args.key_dir)
+        print(f"{node_id}: {instance.ensure_llm(entry_id, args.ollama_url, args.ollama_model)}")
+    if args.wait_live:
+        for node_id in args.node:
+            value = instance.wait_for_state(f"sensor.{node_id}_temperature", 90)
+            print(f"{node_id}: live, temperature {value} °C")
 
 
 if __name__ == "__main__":

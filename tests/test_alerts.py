@@ -191,6 +191,13 @@ async def test_incident_lifecycle(
     assert resolved["title"].startswith("Resolved: ")
     assert "Latest readings: temperature 21.5 °C" in resolved["message"]
     assert hass.states.get("sensor.kitchen_severity").attributes["incident_id"] is None
+    # The latest alert stays readable after the incident resolved.
+    latest = hass.states.get("sensor.kitchen_latest_alert")
+    assert latest.state == "Fire detected – kitchen"
+    assert latest.attributes["resolved"] is True
+    assert latest.attributes["severity"] == "critical"
+    assert latest.attributes["incident_id"] == incident_id
+    assert latest.attributes["source"] == "rules"
 
     # The next hazard is a new incident with its own notification.
     await feed(GAS_MEDIUM)

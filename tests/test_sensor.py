@@ -45,6 +45,7 @@ EXPECTED = {
     "binary_sensor.kitchen_humidity_problem": ("humidity_problem", "moisture", None, None, None),
     "binary_sensor.kitchen_gas_problem": ("gas_problem", "gas", None, None, None),
     "binary_sensor.kitchen_hazard": ("hazard", "safety", None, None, None),
+    "sensor.kitchen_latest_alert": ("latest_alert", None, None, None, None),
     "sensor.kitchen_last_reading": ("last_reading", "timestamp", None, None, "diagnostic"),
     "sensor.kitchen_rejected_payloads": (
         "rejected_payloads",

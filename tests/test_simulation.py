@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 import itertools
 import json
 from pathlib import Path
 import statistics
 
 from iotshield_node.__main__ import main
-from iotshield_node.simulation import AFFECTED, SCENARIOS, Sample, simulate
+from iotshield_node.simulation import (
+    AFFECTED,
+    DEFAULT_START,
+    SCENARIOS,
+    Sample,
+    ScenarioCycle,
+    parse_cycle,
+    simulate,
+)
 import pytest
 
 DAY = 24 * 3600 // 60  # one day of readings at one a minute
@@ -137,3 +145,35 @@ def test_cli_simulate_writes_readings_and_truth(tmp_path: Path) -> None:
     assert label["node"] == "kitchen"
     assert label["kind"] == "gas_leak"
     assert label["start_seq"] < label["end_seq"]
+
+
+def test_cycle_plays_scenarios_in_turn_and_starts_over() -> None:
+    """A demo cycle: normal, then a gas leak that builds up, then normal again, for ever."""
+    steps = parse_cycle("normal:60, gas_leak:60,normal:30")
+    assert steps == [("normal", 60.0), ("gas_leak", 60.0), ("normal", 30.0)]
+    start = DEFAULT_START
+    cycle = ScenarioCycle(steps, seed=4, start=start)
+    at = [start + timedelta(seconds=s) for s in (10, 65, 115, 130, 160, 225)]
+    assert [cycle.scenario_at(when) for when in at] == [
+        "normal",
+        "gas_leak",
+        "gas_leak",
+        "normal",
+        "normal",
+        "gas_leak",
+    ]
+    gas = [cycle.reading(n, when).g for n, when in enumerate(at)]
+    assert gas[2] is not None
+    assert gas[0] is not None
+    # Late in the leak the gas is far above where it started, and gone after it.
+    assert gas[2] > gas[0] + 0.5
+    assert gas[3] is not None
+    assert gas[3] < 0.3
+    assert [label.scenario for label in cycle.labels] == ["gas_leak", "gas_leak"]
+
+
+@pytest.mark.parametrize("text", ["", "normal", "normal:0", "volcano:10", "fire:-5"])
+def test_bad_cycles_are_refused(text: str) -> None:
+    """A cycle with unknown scenarios or non-positive lengths is refused."""
+    with pytest.raises(ValueError, match=r"scenario|seconds|step"):
+        parse_cycle(text)

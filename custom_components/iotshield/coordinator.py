@@ -70,6 +70,8 @@ class IoTShieldData:
     received_at: datetime | None = None
     assessment: Assessment | None = None
     incident: Incident | None = None
+    # The open incident, or else the last one resolved since the entry was loaded.
+    latest_incident: Incident | None = None
 
 
 def readings_of(telemetry: Telemetry) -> dict[str, float | bool | None]:
@@ -169,7 +171,9 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
         self.alerts = NodeAlerts(
             hass, entry, self.node_id, stored.get("incident"), self._on_alerts_changed
         )
-        self.data = IoTShieldData(incident=self.alerts.incident)
+        self.data = IoTShieldData(
+            incident=self.alerts.incident, latest_incident=self.alerts.incident
+        )
         self.announce: Announce | None = None
         self._online: bool | None = None
         self._stale = False
@@ -403,7 +407,13 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
         finally:
             self._accepting = False
         self.async_set_updated_data(
-            IoTShieldData(telemetry, dt_util.utcnow(), assessment, self._incident_copy())
+            IoTShieldData(
+                telemetry,
+                dt_util.utcnow(),
+                assessment,
+                self._incident_copy(),
+                self._latest_incident_copy(),
+            )
         )
         self._log_availability()
 
@@ -412,12 +422,21 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
         incident = self.alerts.incident
         return None if incident is None else replace(incident)
 
+    def _latest_incident_copy(self) -> Incident | None:
+        """Return a copy of the open incident, or else of the last resolved one."""
+        incident = self.alerts.incident or self.alerts.tracker.last_resolved
+        return None if incident is None else replace(incident)
+
     @callback
     def _on_alerts_changed(self) -> None:
         """Save the incident and, outside a reading, show its change on the entities."""
         self._save_state()
         if not self._accepting:
-            self.data = replace(self.data, incident=self._incident_copy())
+            self.data = replace(
+                self.data,
+                incident=self._incident_copy(),
+                latest_incident=self._latest_incident_copy(),
+            )
             self.async_update_listeners()
 
     @callback

@@ -51,6 +51,30 @@ def _severity_attributes(data: IoTShieldData) -> dict[str, Any]:
     return attributes
 
 
+def _latest_alert_title(data: IoTShieldData) -> str | None:
+    """Return the title of the latest incident's explanation."""
+    incident = data.latest_incident
+    if incident is None or incident.explanation is None:
+        return None
+    return incident.explanation.title
+
+
+def _latest_alert_attributes(data: IoTShieldData) -> dict[str, Any]:
+    """Return the latest incident's explanation and state, for dashboards."""
+    incident = data.latest_incident
+    if incident is None:
+        return {}
+    explanation = incident.explanation
+    return {
+        "incident_id": incident.incident_id,
+        "severity": incident.level.label,
+        "resolved": incident.resolved_at is not None,
+        "explanation": None if explanation is None else explanation.explanation,
+        "suggested_action": None if explanation is None else explanation.suggested_action,
+        "source": None if explanation is None else explanation.source.value,
+    }
+
+
 SENSORS: tuple[IoTShieldSensorEntityDescription, ...] = (
     IoTShieldSensorEntityDescription(
         key="temperature",
@@ -90,6 +114,14 @@ SENSORS: tuple[IoTShieldSensorEntityDescription, ...] = (
         options=[level.label for level in Level],
         value_fn=lambda data: data.assessment.level.label if data.assessment else None,
         attributes_fn=_severity_attributes,
+    ),
+    IoTShieldSensorEntityDescription(
+        key="latest_alert",
+        translation_key="latest_alert",
+        value_fn=_latest_alert_title,
+        attributes_fn=_latest_alert_attributes,
+        # The last word on a hazard stays readable when the node goes silent.
+        available_without_node=True,
     ),
     IoTShieldSensorEntityDescription(
         key="last_reading",

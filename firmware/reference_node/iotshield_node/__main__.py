@@ -21,7 +21,16 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from .node import BrokerConfig, ReferenceNode
 from .privacy import NoiseSource, PrivacyConfig, privatize
-from .simulation import DEFAULT_START, SCENARIOS, Label, scenario_run, simulate
+from .simulation import (
+    DEFAULT_START,
+    SCENARIOS,
+    Label,
+    ScenarioCycle,
+    ScenarioRun,
+    parse_cycle,
+    scenario_run,
+    simulate,
+)
 from .telemetry import load_public_key
 
 
@@ -66,14 +75,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     start = datetime.now(UTC)
     nodes: list[ReferenceNode] = []
     for index, node_id in enumerate(_node_ids(args)):
-        run = scenario_run(
-            args.scenario,
-            seed=args.seed + index,
-            start=start,
-            interval=args.interval,
-            count=None,
-            event_at=args.event_at,
-        )
+        run: ScenarioRun | ScenarioCycle
+        if args.cycle:
+            run = ScenarioCycle(args.cycle, seed=args.seed + index, start=start)
+        else:
+            run = scenario_run(
+                args.scenario,
+                seed=args.seed + index,
+                start=start,
+                interval=args.interval,
+                count=None,
+                event_at=args.event_at,
+            )
         nodes.append(
             ReferenceNode(
                 node_id=node_id,
@@ -142,6 +155,14 @@ def cmd_simulate(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _cycle(text: str) -> list[tuple[str, float]]:
+    """Parse --cycle for argparse."""
+    try:
+        return parse_cycle(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser."""
     parser = argparse.ArgumentParser(prog="iotshield_node", description=__doc__)
@@ -162,6 +183,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--delta", type=float, default=1e-5)
         p.add_argument("--gas-bound", type=float, default=0.03)
         p.add_argument("--motion-epsilon", type=float, default=2.0, help="0 turns RR off")
+    run.add_argument(
+        "--cycle",
+        type=_cycle,
+        help="play scenarios in turn for ever, e.g. normal:60,gas_leak:90,normal:60,fire:60",
+    )
     run.add_argument("--broker", default="127.0.0.1")
     run.add_argument("--port", type=int, default=1883)
     run.add_argument("--username")

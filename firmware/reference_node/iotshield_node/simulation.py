@@ -236,6 +236,77 @@ def scenario_run(
     return ScenarioRun(scenario, seed=seed, begin=begin, duration=duration)
 
 
+MAX_CYCLE_RUNS = 16
+
+
+def parse_cycle(text: str) -> list[tuple[str, float]]:
+    """Parse `normal:60,gas_leak:90,...` into (scenario, seconds) steps; raises ValueError."""
+    steps: list[tuple[str, float]] = []
+    for part in text.split(","):
+        name, _, seconds = part.strip().partition(":")
+        if name not in SCENARIOS:
+            raise ValueError(f"unknown scenario {name!r}; choose from {', '.join(SCENARIOS)}")
+        try:
+            duration = float(seconds)
+        except ValueError:
+            raise ValueError(f"step {part!r} needs seconds, as in normal:60") from None
+        if duration <= 0:
+            raise ValueError(f"step {part!r} needs a positive number of seconds")
+        steps.append((name, duration))
+    if not steps:
+        raise ValueError("a cycle needs at least one step")
+    return steps
+
+
+class ScenarioCycle:
+    """Plays scenarios one after another and starts over, as the demo's normal → leak → fire."""
+
+    def __init__(self, steps: list[tuple[str, float]], *, seed: int, start: datetime) -> None:
+        """Each step's event covers the whole step; the home's routine runs on underneath."""
+        self._steps = steps
+        self._seed = seed
+        self._start = start
+        self._period = sum(seconds for _, seconds in steps)
+        self._runs: dict[tuple[int, int], ScenarioRun] = {}
+
+    def scenario_at(self, when: datetime) -> str:
+        """Return the scenario playing at `when`."""
+        return self._locate(when)[2]
+
+    def _locate(self, when: datetime) -> tuple[tuple[int, int], datetime, str, float]:
+        """Return the step at `when`: its key (round, index), start, scenario and length."""
+        elapsed = max(0.0, (when - self._start).total_seconds())
+        round_no, into = divmod(elapsed, self._period)
+        begin = self._start + timedelta(seconds=round_no * self._period)
+        for index, (scenario, seconds) in enumerate(self._steps):
+            if into < seconds:
+                return (int(round_no), index), begin, scenario, seconds
+            into -= seconds
+            begin += timedelta(seconds=seconds)
+        # Rounding at the very end of a round: the last step.
+        scenario, seconds = self._steps[-1]
+        return (int(round_no), len(self._steps) - 1), begin, scenario, seconds
+
+    def reading(self, seq: int, when: datetime) -> Readings:
+        """Return the raw readings at `when` from the step playing then."""
+        key, begin, scenario, seconds = self._locate(when)
+        run = self._runs.get(key)
+        if run is None:
+            run = ScenarioRun(
+                scenario, seed=self._seed, begin=begin, duration=timedelta(seconds=seconds)
+            )
+            self._runs[key] = run
+            # A demo runs for hours: keep the labels of the latest steps only.
+            while len(self._runs) > MAX_CYCLE_RUNS:
+                del self._runs[min(self._runs)]
+        return run.reading(seq, when)
+
+    @property
+    def labels(self) -> list[Label]:
+        """Return the ground truth of the steps played so far."""
+        return [label for run in self._runs.values() for label in run.labels]
+
+
 def simulate(
     scenario: str,
     *,
