@@ -258,9 +258,10 @@ def main() -> None:
     parser.add_argument("--username", required=True)
     parser.add_argument("--password-file", type=Path, required=True)
     parser.add_argument("--mqtt-host", default="127.0.0.1")
-    parser.add_argument("--mqtt-port", type=int, required=True)
-    parser.add_argument("--mqtt-username", required=True)
-    parser.add_argument("--mqtt-password-file", type=Path, required=True)
+    parser.add_argument("--mqtt-port", type=int)
+    parser.add_argument("--mqtt-username")
+    parser.add_argument("--mqtt-password-file", type=Path)
+    parser.add_argument("--show-state", action="append", default=[], help="print an entity's state")
     parser.add_argument("--node", action="append", default=[], help="demo node id to pair")
     parser.add_argument("--state-dir", type=Path, help="the demo nodes' identity keys")
     parser.add_argument("--key-dir", type=Path, help="where the nodes' copies of HA's key go")
@@ -273,12 +274,13 @@ def main() -> None:
     instance = DevInstance(args.url)
     instance.wait_until_up(120)
     instance.onboard_or_login(args.username, args.password_file.read_text().strip())
-    instance.ensure_mqtt(
-        args.mqtt_host,
-        args.mqtt_port,
-        args.mqtt_username,
-        args.mqtt_password_file.read_text().strip(),
-    )
+    if args.mqtt_port is not None and args.mqtt_password_file is not None:
+        instance.ensure_mqtt(
+            args.mqtt_host,
+            args.mqtt_port,
+            args.mqtt_username,
+            args.mqtt_password_file.read_text().strip(),
+        )
     if args.verify:
         verify(instance)
     for node_id in args.node if args.pair else []:
@@ -286,6 +288,8 @@ def main() -> None:
             sys.exit("--node needs --state-dir and --key-dir")
         entry_id = instance.ensure_node(node_id, args.state_dir, args.key_dir)
         print(f"{node_id}: {instance.ensure_llm(entry_id, args.ollama_url, args.ollama_model)}")
+    for entity_id in args.show_state:
+        print(json.dumps(instance.request("GET", f"/api/states/{entity_id}"), indent=2))
     if args.wait_live:
         for node_id in args.node:
             value = instance.wait_for_state(f"sensor.{node_id}_temperature", 90)

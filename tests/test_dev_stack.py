@@ -8,13 +8,13 @@ drives Debian's Chromium through the dashboard. The screenshot is kept in artifa
 from __future__ import annotations
 
 import asyncio
-import importlib.util
+import json
 import os
 from pathlib import Path
 import re
 import signal
 import socket
-from types import ModuleType
+import sys
 
 from playwright.async_api import Page, async_playwright
 import pytest
@@ -47,18 +47,6 @@ DEEP_TEXT = """(tag) => {
   found.forEach(walk);
   return text.join(" ").replace(/\\s+/g, " ").trim();
 }"""
-
-
-def _bootstrap_module() -> ModuleType:
-    """Load scripts/dev_bootstrap.py, whose REST client the test logs in with."""
-    spec = importlib.util.spec_from_file_location(
-        "dev_bootstrap", ROOT / "scripts" / "dev_bootstrap.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 async def _read_until(stream: asyncio.StreamReader, marker: str, seconds: float) -> str:
@@ -123,13 +111,27 @@ async def test_run_command_dashboard_in_chromium(tmp_path: Path) -> None:
         assert login is not None, output
         user, password = login.groups()
 
-        # The printed credentials work on the REST API, and the demo node's entities are live.
-        bootstrap = _bootstrap_module()
-        api = bootstrap.DevInstance(f"http://127.0.0.1:{ha_port}")
-        await asyncio.to_thread(api.onboard_or_login, user, password)
-        state = await asyncio.to_thread(
-            api.request, "GET", "/api/states/sensor.kitchen_temperature"
+        # The printed credentials work on the REST API (the README's command), and the demo
+        # node's entities are live.
+        secret = tmp_path / "printed_password"
+        secret.write_text(password)
+        show = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(ROOT / "scripts" / "dev_bootstrap.py"),
+            "--url",
+            f"http://127.0.0.1:{ha_port}",
+            "--username",
+            user,
+            "--password-file",
+            str(secret),
+            "--show-state",
+            "sensor.kitchen_temperature",
+            stdout=asyncio.subprocess.PIPE,
         )
+        shown, _ = await asyncio.wait_for(show.communicate(), 60)
+        assert show.returncode == 0
+        state = json.loads(shown)
+        assert state["entity_id"] == "sensor.kitchen_temperature"
         assert float(state["state"]) > 0
         assert state["attributes"]["unit_of_measurement"] == "°C"
 
