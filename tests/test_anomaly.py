@@ -1,0 +1,145 @@
+"""The anomaly detector alone: faults it must catch, clean weeks it must not flag, its state."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+import functools
+import itertools
+import json
+
+from iotshield_node.dataset import KINDS, Anomaly, generate, plan_anomalies
+from iotshield_node.privacy import PrivacyConfig
+import pytest
+
+from custom_components.iotshield.anomaly import AnomalyDetector, Verdict
+
+WARMUP = 7 * 24 * 60
+
+
+def detector(epsilon: float) -> AnomalyDetector:
+    """Return a detector told the node's noise, as the announce tells it."""
+    privacy = PrivacyConfig(epsilon=epsilon, motion_epsilon=2.0 if epsilon > 0 else 0.0)
+    return AnomalyDetector({k: privacy.sigma(k) for k in "thgl"}, privacy.motion_flip)
+
+
+def alarms(det: AnomalyDetector, samples: Iterable[object]) -> dict[str, list[int]]:
+    """Feed samples; return the minutes each sensor alarmed at."""
+    found: dict[str, list[int]] = {}
+    for sample in samples:
+        r = sample.sent  # type: ignore[attr-defined]
+        verdict = det.add(sample.when, {"t": r.t, "h": r.h, "g": r.g, "l": r.l, "m": r.m})  # type: ignore[attr-defined]
+        if verdict is not None and verdict.anomalous:
+            for sensor in verdict.sensors:
+                found.setdefault(sensor, []).append(sample.minute - 1)  # type: ignore[attr-defined]
+    return found
+
+
+@functools.cache
+def noisy_homes() -> tuple[tuple[list[Anomaly], dict[str, list[int]]], ...]:
+    """Return the faults and alarms of three four-week homes at ε = 0.5 (computed once)."""
+    results = []
+    for seed in (11, 12, 13):
+        samples, planned = generate(seed, weeks=4, epsilon=0.5)
+        results.append((planned, alarms(detector(0.5), samples)))
+    return tuple(results)
+
+
+@pytest.mark.parametrize("epsilon", [0.5, 0.0])
+def test_clean_weeks_are_not_flagged(epsilon: float) -> None:
+    """Three weeks of a home without faults: no alarm after the warm-up week."""
+    samples, planned = generate(2001, weeks=3, epsilon=epsilon, anomalies=False)
+    assert planned == []
+    found = alarms(detector(epsilon), samples)
+    late = {sensor: [m for m in minutes if m >= WARMUP] for sensor, minutes in found.items()}
+    assert all(not minutes for minutes in late.values()), late
+
+
+CAUGHT_WITH_NOISE = ("spike", "drift", "surge", "flatline", "stuck_binary", "odd_hours")
+
+
+@pytest.mark.parametrize("kind", CAUGHT_WITH_NOISE)
+def test_faults_are_caught_with_privacy_noise(kind: str) -> None:
+    """Each fault the detector is meant to see through ε = 0.5 noise raises an alarm in time."""
+    caught = 0
+    for planned, found in noisy_homes():
+        for fault in (a for a in planned if a.kind == kind):
+            minutes = [m for s in fault.sensors for m in found.get(s, [])]
+            caught += any(fault.start <= m < fault.end + 30 for m in minutes)
+    assert caught >= 2, f"{kind}: caught {caught}"
+
+
+def test_frozen_sensor_is_caught_without_noise() -> None:
+    """With the noise off, a sensor repeating the very same value is flagged within 20 minutes."""
+    samples, planned = generate(14, weeks=4, epsilon=0.0)
+    found = alarms(detector(0.0), samples)
+    stuck = [a for a in planned if a.kind == "stuck"]
+    assert stuck
+    for fault in stuck:
+        minutes = [m for m in found.get(fault.sensors[0], []) if fault.start <= m < fault.end]
+        assert minutes, fault
+        assert minutes[0] - fault.start <= 20
+
+
+def test_plan_covers_every_kind_after_warmup() -> None:
+    """Four weeks hold every kind of fault, none in the warm-up, none overlapping."""
+    planned = plan_anomalies(5, 4 * 7 * 24 * 60, WARMUP)
+    assert {a.kind for a in planned} == set(KINDS)
+    assert all(a.start >= WARMUP for a in planned)
+    assert all(b.start >= a.end for a, b in itertools.pairwise(planned))
+
+
+def test_dataset_is_deterministic() -> None:
+    """The same seed gives the same readings and labels."""
+    first, labels = generate(9, weeks=1.2)
+    second, again = generate(9, weeks=1.2)
+    assert labels == again
+    assert [s.sent for s in first] == [s.sent for s in second]
+
+
+def test_state_survives_a_restart() -> None:
+    """A detector restored from its JSON state judges exactly as the one that kept running."""
+    samples = list(generate(21, weeks=2, epsilon=0.5)[0])
+    split = 10 * 24 * 60
+    running = detector(0.5)
+    alarms(running, samples[:split])
+    stored = json.loads(json.dumps(running.as_dict()))
+    restored = detector(0.5)
+    assert restored.restore(stored)
+    # The minute in progress is not stored: both start the next one fresh.
+    running_rest = alarms(replace_minute(running), samples[split:])
+    restored_rest = alarms(restored, samples[split:])
+    assert running_rest == restored_rest
+
+
+def replace_minute(det: AnomalyDetector) -> AnomalyDetector:
+    """Return the detector as a restart leaves it: learned state kept, open minute dropped."""
+    fresh = detector(0.5)
+    assert fresh.restore(det.as_dict())
+    return fresh
+
+
+@pytest.mark.parametrize(
+    "damaged", [None, {}, {"version": 99}, {"version": 1, "continuous": {}}, {"version": 1}]
+)
+def test_damaged_state_starts_fresh(damaged: dict[str, object] | None) -> None:
+    """A missing or damaged state is refused and the detector learns from scratch."""
+    det = detector(0.5)
+    assert not det.restore(damaged)
+    assert det.as_dict() == detector(0.5).as_dict()
+
+
+def test_verdict_names_the_sensors() -> None:
+    """A verdict lists only the sensors that alarm."""
+    samples, planned = generate(31, weeks=3, epsilon=0.5)
+    spike = next(a for a in planned if a.kind == "spike")
+    det = detector(0.5)
+    verdicts: list[Verdict] = []
+    for sample in samples:
+        r = sample.sent
+        verdict = det.add(sample.when, {"t": r.t, "h": r.h, "g": r.g, "l": r.l, "m": r.m})
+        if verdict is not None and spike.start <= sample.minute - 1 < spike.end + 5:
+            verdicts.append(verdict)
+    flagged = [v for v in verdicts if v.anomalous]
+    assert flagged
+    assert all(set(v.sensors) <= {spike.sensors[0]} for v in flagged)
+    assert all(v.score >= 1.0 for v in flagged)
