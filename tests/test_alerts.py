@@ -154,6 +154,8 @@ async def test_incident_lifecycle(
             "motion": False,
         },
         "rules": ["gas_medium"],
+        # The detector is still learning this home: nothing is unusual yet.
+        "anomalies": {},
         "title": "Gas level raised – kitchen",
         "explanation": opened["explanation"],
         "suggested_action": "Ventilate the room and check gas appliances and anything burning.",

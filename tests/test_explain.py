@@ -103,7 +103,34 @@ def test_prompt_holds_only_what_the_explanation_needs() -> None:
         "readings",
         "rules",
         "trend",
+        "anomalies",
     }
+    assert "Unusual for this home at this time of day: nothing" in prompt
+
+
+def test_every_anomaly_rule_has_a_text_and_reads_as_unusual() -> None:
+    """Each sensor the detector judges has its own text, and the direction is spelled out."""
+    for name in ("temperature", "humidity", "gas", "light", "motion"):
+        assert f"anomaly_{name}" in RULE_TEXTS
+    odd_hours = Context(
+        node="Hall node",
+        room=None,
+        level=Level.MEDIUM,
+        readings=READINGS,
+        # Motion seen is LOW; that the motion is unusual at this hour says more.
+        rules=("motion_low", "anomaly_motion"),
+        anomalies={"motion": 1, "temperature": -1},
+    )
+    explanation = rule_explanation(odd_hours)
+    assert explanation.title == "Unusual activity – Hall node"
+    assert explanation.explanation.endswith(
+        "Unusual for this time of day: more motion than usual; temperature lower than usual."
+    )
+    prompt = build_prompt(DEFAULT_PROMPT, odd_hours, "English")
+    assert "Unusual for this home at this time of day: more motion than usual;" in prompt
+    # A threshold hazard still names the incident when something is also unusual.
+    fire = rule_explanation(context(rules=("fire", "anomaly_temperature")))
+    assert fire.title.startswith("Fire detected")
 
 
 def test_custom_prompt_and_broken_ones() -> None:

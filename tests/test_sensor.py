@@ -46,6 +46,9 @@ EXPECTED = {
     "binary_sensor.kitchen_gas_problem": ("gas_problem", "gas", None, None, None),
     "binary_sensor.kitchen_hazard": ("hazard", "safety", None, None, None),
     "sensor.kitchen_latest_alert": ("latest_alert", None, None, None, None),
+    "binary_sensor.kitchen_anomaly": ("anomaly", "problem", None, None, None),
+    "sensor.kitchen_anomaly_score": ("anomaly_score", None, None, "measurement", None),
+    "sensor.kitchen_baseline_learned": ("baseline_learned", None, "%", None, "diagnostic"),
     "sensor.kitchen_last_reading": ("last_reading", "timestamp", None, None, "diagnostic"),
     "sensor.kitchen_rejected_payloads": (
         "rejected_payloads",
@@ -54,6 +57,11 @@ EXPECTED = {
         "total_increasing",
         "diagnostic",
     ),
+}
+# One anomaly sensor per reading: there to find a failing sensor, disabled until wanted.
+DISABLED = {
+    f"binary_sensor.kitchen_{name}_anomaly": f"{name}_anomaly"
+    for name in ("temperature", "humidity", "gas", "light", "motion")
 }
 
 
@@ -73,7 +81,13 @@ async def test_entities_and_device(
         "ESP32 safety node",
     )
     entries = er.async_entries_for_config_entry(entity_registry, mock_config_entry.entry_id)
-    assert {entry.entity_id for entry in entries} == set(EXPECTED)
+    assert {entry.entity_id for entry in entries} == set(EXPECTED) | set(DISABLED)
+    for entity_id, key in DISABLED.items():
+        entry = entity_registry.async_get(entity_id)
+        assert entry is not None
+        assert entry.unique_id == f"kitchen_{key}"
+        assert entry.disabled_by is er.RegistryEntryDisabler.INTEGRATION
+        assert hass.states.get(entity_id) is None
     for entity_id, (key, device_class, unit, state_class, category) in EXPECTED.items():
         entry = entity_registry.async_get(entity_id)
         assert entry is not None

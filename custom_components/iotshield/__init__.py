@@ -29,6 +29,7 @@ from .coordinator import (
     IoTShieldConfigEntry,
     IoTShieldCoordinator,
     announced_key_issue_id,
+    baseline_store,
     entry_settings,
     impersonation_issue_id,
     key_mismatch_issue_id,
@@ -95,8 +96,16 @@ async def async_setup_entry(hass: HomeAssistant, entry: IoTShieldConfigEntry) ->
             translation_key="unauthenticated",
             translation_placeholders={"node_id": node_id},
         )
+    learned = baseline_store(hass, entry)
     coordinator = IoTShieldCoordinator(
-        hass, entry, decoder, fingerprint(keys[0]), store, stored, keys[0]
+        hass,
+        entry,
+        decoder,
+        fingerprint(keys[0]),
+        store,
+        stored,
+        keys[0],
+        (learned, await learned.async_load()),
     )
     entry.runtime_data = coordinator
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
@@ -135,3 +144,4 @@ async def async_remove_entry(hass: HomeAssistant, entry: IoTShieldConfigEntry) -
     ):
         ir.async_delete_issue(hass, DOMAIN, issue_id)
     await state_store(hass, entry).async_remove()
+    await baseline_store(hass, entry).async_remove()

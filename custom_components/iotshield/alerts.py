@@ -126,6 +126,7 @@ class NodeAlerts:
         self._unreachable = 0
         self._history: deque[tuple[float, Readings]] = deque(maxlen=TREND_READINGS)
         self.latest: Readings = {}
+        self.anomalies: dict[str, int] = {}
         self.queue = ExplanationQueue(
             self._async_explain_locked,
             self._on_llm_result,
@@ -154,10 +155,13 @@ class NodeAlerts:
     # Readings in
 
     @callback
-    def async_observe(self, readings: Readings, assessment: Assessment) -> None:
-        """Take one assessed reading: keep the trend and follow the incident."""
+    def async_observe(
+        self, readings: Readings, assessment: Assessment, anomalies: Mapping[str, int]
+    ) -> None:
+        """Take one assessed reading and what is unusual: keep the trend, follow the incident."""
         now = time.monotonic()
         self.latest = readings
+        self.anomalies = dict(anomalies)
         self._history.append((now, readings))
         change = self.tracker.observe(
             assessment.level, [rule.rule_id for rule in assessment.rules], time.time()
@@ -177,7 +181,7 @@ class NodeAlerts:
         self._maybe_ask_llm(delivered)
 
     def context(self, level: Level, rules: tuple[str, ...]) -> Context:
-        """Build what an explanation may see: the node's name, room, readings and trend."""
+        """Build what an explanation may see: the node's name, room, readings, trend, anomalies."""
         return Context(
             node=self.entry.title,
             room=self._room(),
@@ -185,6 +189,7 @@ class NodeAlerts:
             readings=dict(self.latest),
             rules=rules,
             trend=self._trend(),
+            anomalies=dict(self.anomalies),
         )
 
     def _trend(self) -> dict[str, Trend]:
@@ -376,6 +381,11 @@ class NodeAlerts:
             "previous_severity": None if change.previous is None else change.previous.label,
             "readings": dict(self.latest),
             "rules": list(incident.rules),
+            # Readings unusual for this home at this time of day, and which way.
+            "anomalies": {
+                name: "higher" if direction > 0 else "lower"
+                for name, direction in self.anomalies.items()
+            },
             "title": explanation.title,
             "explanation": explanation.explanation,
             "suggested_action": explanation.suggested_action,

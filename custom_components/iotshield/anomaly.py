@@ -19,6 +19,8 @@ from datetime import datetime
 import math
 from typing import Any, Final
 
+from .severity import SENSOR_NAMES, Assessment, Level, Rule
+
 CONTINUOUS: Final = ("t", "h", "g", "l")
 WARMUP_SAMPLES: Final = 120  # per hour bin: two days
 BIN_ALPHA: Final = 1 / 300  # a bin forgets over about five days of its hour
@@ -39,6 +41,11 @@ ACCEPT_AFTER: Final = 24 * 60
 MOTION_WINDOWS: Final = (20, 60, 180)
 MOTION_LIMIT: Final = 5.0
 STATE_VERSION: Final = 1
+# Anomalies alone raise at most this severity: hazards stay threshold-driven.
+MAX_ANOMALY_LEVEL: Final = Level.MEDIUM
+# A finding this far past its limit, or several sensors at once, is worth MEDIUM; else LOW.
+STRONG_SCORE: Final = 2.0
+RULE_PREFIX: Final = "anomaly_"
 
 
 type Bins = tuple[int, int, tuple[int, ...], tuple[int, ...]]
@@ -301,6 +308,8 @@ class AnomalyDetector:
         self._moved = False
         self._motion_seen = False
         self.latest: Verdict | None = None
+        # Minutes judged (or learned from) since start: tells a caller a minute has closed.
+        self.minutes = 0
 
     def set_noise(self, noise: Mapping[str, float], flip: float) -> None:
         """Take the noise a node announces."""
@@ -331,6 +340,7 @@ class AnomalyDetector:
     def _close(self) -> Verdict | None:
         """Judge the minute that just ended."""
         assert self._minute is not None  # only called with a minute open
+        self.minutes += 1
         bins = self._minute[1]
         findings: list[Finding] = []
         for key in CONTINUOUS:
@@ -353,6 +363,16 @@ class AnomalyDetector:
         self.latest = Verdict(max(f.score for f in findings), tuple(findings))
         return self.latest
 
+    def progress(self) -> float:
+        """Return how much of the daily baseline is learned, 0–1, over the sensors seen so far."""
+        counts = [d.n for d in self._continuous.values()] + [self._motion.n]
+        seen = [n for n in counts if any(n)]
+        if not seen:
+            return 0.0
+        hours = range(48, 72)  # the all-days bins, which judge until the day-type ones are ready
+        learned = sum(min(n[i], WARMUP_SAMPLES) for n in seen for i in hours)
+        return learned / (len(seen) * len(hours) * WARMUP_SAMPLES)
+
     def as_dict(self) -> dict[str, Any]:
         """Return the learned state, JSON-native, to survive a restart."""
         return {
@@ -374,3 +394,41 @@ class AnomalyDetector:
             self._motion = _Motion()
             return False
         return True
+
+
+def anomaly_rules(verdict: Verdict | None, cap: Level = MAX_ANOMALY_LEVEL) -> tuple[Rule, ...]:
+    """Turn a verdict's alarms into severity rules, never above `cap` nor MEDIUM."""
+    cap = min(cap, MAX_ANOMALY_LEVEL)
+    if verdict is None or cap <= Level.NORMAL:
+        return ()
+    alarms = [finding for finding in verdict.findings if finding.anomalous]
+    rules = []
+    for finding in alarms:
+        # Two sensors unusual at once corroborate each other.
+        strong = finding.score >= STRONG_SCORE or len(alarms) > 1
+        level = min(Level.MEDIUM if strong else Level.LOW, cap)
+        name = SENSOR_NAMES[finding.sensor]
+        rules.append(Rule(f"{RULE_PREFIX}{name}", (finding.sensor,), level, anomaly=True))
+    return tuple(rules)
+
+
+def with_anomalies(
+    assessment: Assessment, verdict: Verdict | None, cap: Level = MAX_ANOMALY_LEVEL
+) -> Assessment:
+    """Add a verdict's rules to a threshold assessment; each sensor's own level is unchanged."""
+    rules = anomaly_rules(verdict, cap)
+    if not rules:
+        return assessment
+    combined = assessment.rules + rules
+    return Assessment(max(rule.level for rule in combined), assessment.sensors, combined)
+
+
+def unusual(verdict: Verdict | None) -> dict[str, int]:
+    """Return the sensors that alarm, by name, with +1 for higher (more) and -1 for lower."""
+    if verdict is None:
+        return {}
+    return {
+        SENSOR_NAMES[finding.sensor]: finding.direction
+        for finding in verdict.findings
+        if finding.anomalous
+    }

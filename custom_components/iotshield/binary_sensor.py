@@ -1,4 +1,4 @@
-"""Binary sensor entities: the node's flame and motion detectors."""
+"""Binary sensor entities: the node's detectors, its problems and what is unusual."""
 
 from __future__ import annotations
 
@@ -39,6 +39,17 @@ def _sensor_problem(key: str) -> Callable[[IoTShieldData], bool | None]:
 
     def is_on(data: IoTShieldData) -> bool | None:
         return None if data.assessment is None else data.assessment.sensors[key] >= PROBLEM_LEVEL
+
+    return is_on
+
+
+def _unusual(key: str) -> Callable[[IoTShieldData], bool | None]:
+    """Return an is_on_fn: the anomaly detector finds this sensor unusual."""
+
+    def is_on(data: IoTShieldData) -> bool | None:
+        if data.anomaly is None:
+            return None
+        return any(f.sensor == key and f.anomalous for f in data.anomaly.findings)
 
     return is_on
 
@@ -90,9 +101,33 @@ BINARY_SENSORS: tuple[IoTShieldBinarySensorEntityDescription, ...] = (
         key="hazard",
         translation_key="hazard",
         device_class=BinarySensorDeviceClass.SAFETY,
+        # Thresholds only: something unusual for this home is not by itself a hazard.
         is_on_fn=lambda data: (
-            None if data.assessment is None else data.assessment.level >= PROBLEM_LEVEL
+            None if data.assessment is None else data.assessment.hazard_level >= PROBLEM_LEVEL
         ),
+    ),
+    IoTShieldBinarySensorEntityDescription(
+        key="anomaly",
+        translation_key="anomaly",
+        device_class=BinarySensorDeviceClass.PROBLEM,
+        is_on_fn=lambda data: None if data.anomaly is None else data.anomaly.anomalous,
+    ),
+    # One per sensor: useful to find a failing sensor, too noisy to record by default.
+    *(
+        IoTShieldBinarySensorEntityDescription(
+            key=f"{name}_anomaly",
+            translation_key=f"{name}_anomaly",
+            device_class=BinarySensorDeviceClass.PROBLEM,
+            entity_registry_enabled_default=False,
+            is_on_fn=_unusual(key),
+        )
+        for key, name in (
+            ("t", "temperature"),
+            ("h", "humidity"),
+            ("g", "gas"),
+            ("l", "light"),
+            ("m", "motion"),
+        )
     ),
 )
 

@@ -30,6 +30,8 @@ import voluptuous as vol
 
 from .alerts import async_create_explainer, llm_settings
 from .const import (
+    ANOMALY_LEVELS,
+    CONF_ANOMALY_LEVEL,
     CONF_HOLD_TIME,
     CONF_KEY_SOURCE,
     CONF_LEGACY_TOPIC,
@@ -51,6 +53,7 @@ from .const import (
     CONF_STALE_INTERVALS,
     CONF_THRESHOLDS,
     CONF_TOPIC_PREFIX,
+    DEFAULT_ANOMALY_LEVEL,
     DEFAULT_LLM_COOLDOWN,
     DEFAULT_PUBLISH_INTERVAL,
     DEFAULT_STALE_INTERVALS,
@@ -470,6 +473,7 @@ class IoTShieldOptionsFlow(OptionsFlow):
                 {
                     CONF_MIN_SEVERITY: user_input[CONF_MIN_SEVERITY],
                     CONF_HOLD_TIME: int(user_input[CONF_HOLD_TIME]),
+                    CONF_ANOMALY_LEVEL: user_input[CONF_ANOMALY_LEVEL],
                 }
             )
         options = self.config_entry.options
@@ -481,6 +485,10 @@ class IoTShieldOptionsFlow(OptionsFlow):
                 vol.Required(
                     CONF_HOLD_TIME, default=options.get(CONF_HOLD_TIME, DEFAULT_HOLD_SECONDS)
                 ): _seconds(0, 86400),
+                vol.Required(
+                    CONF_ANOMALY_LEVEL,
+                    default=options.get(CONF_ANOMALY_LEVEL, DEFAULT_ANOMALY_LEVEL),
+                ): _choice_selector(CONF_ANOMALY_LEVEL, *ANOMALY_LEVELS),
             }
         )
         return self.async_show_form(step_id="alerts", data_schema=schema)

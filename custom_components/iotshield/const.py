@@ -67,6 +67,13 @@ SESSION_REQUEST_INTERVAL: Final = 10.0
 # Alerts: thresholds, incidents and the local LLM (options).
 CONF_THRESHOLDS: Final = "thresholds"
 CONF_MIN_SEVERITY: Final = "min_severity"
+# The highest severity anomalies alone may raise: off, low or medium (never a hazard).
+CONF_ANOMALY_LEVEL: Final = "anomaly_level"
+DEFAULT_ANOMALY_LEVEL: Final = "medium"
+ANOMALY_LEVELS: Final = ("off", "low", "medium")
+# The learned baseline is written at most this often (seconds), and at unload and stop:
+# a crash costs minutes of learning, not the weeks behind them.
+BASELINE_SAVE_INTERVAL: Final = 600.0
 CONF_HOLD_TIME: Final = "hold_time"
 CONF_LLM_ENABLED: Final = "llm_enabled"
 CONF_LLM_URL: Final = "llm_url"

@@ -13,7 +13,8 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import rsa
 from homeassistant.components import mqtt
 from homeassistant.config_entries import ConfigEntry
-from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
+from homeassistant.const import EVENT_HOMEASSISTANT_STOP
+from homeassistant.core import CALLBACK_TYPE, Event, HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers import device_registry as dr, issue_registry as ir
 from homeassistant.helpers.event import async_call_later
@@ -22,13 +23,17 @@ from homeassistant.helpers.update_coordinator import DataUpdateCoordinator
 from homeassistant.util import dt as dt_util
 
 from .alerts import NodeAlerts
+from .anomaly import AnomalyDetector, Verdict, unusual, with_anomalies
 from .const import (
+    BASELINE_SAVE_INTERVAL,
+    CONF_ANOMALY_LEVEL,
     CONF_LEGACY_TOPIC,
     CONF_NODE_ID,
     CONF_PUBLISH_INTERVAL,
     CONF_STALE_INTERVALS,
     CONF_THRESHOLDS,
     CONF_TOPIC_PREFIX,
+    DEFAULT_ANOMALY_LEVEL,
     DEFAULT_PUBLISH_INTERVAL,
     DEFAULT_STALE_INTERVALS,
     DOMAIN,
@@ -57,7 +62,7 @@ from .protocol import (
 )
 from .protocol_v2 import SessionMessage, V2Receiver, parse_v2_envelope, sign_command
 from .rejections import RejectionTracker
-from .severity import Assessment, SeverityEngine, ThresholdError, Thresholds
+from .severity import Assessment, Level, SeverityEngine, ThresholdError, Thresholds
 
 type IoTShieldConfigEntry = ConfigEntry[IoTShieldCoordinator]
 
@@ -72,6 +77,10 @@ class IoTShieldData:
     incident: Incident | None = None
     # The open incident, or else the last one resolved since the entry was loaded.
     latest_incident: Incident | None = None
+    # The anomaly detector's verdict on the last complete minute (None while it learns).
+    anomaly: Verdict | None = None
+    # How much of the daily baseline the detector has learned, 0–1.
+    learned: float = 0.0
 
 
 def readings_of(telemetry: Telemetry) -> dict[str, float | bool | None]:
@@ -132,6 +141,17 @@ def state_store(hass: HomeAssistant, entry: ConfigEntry) -> Store[dict[str, Any]
     return Store(hass, 1, f"{DOMAIN}.{entry.entry_id}")
 
 
+def baseline_store(hass: HomeAssistant, entry: ConfigEntry) -> Store[dict[str, Any]]:
+    """Return the store of what the anomaly detector learned about a node's home."""
+    return Store(hass, 1, f"{DOMAIN}.{entry.entry_id}.baseline")
+
+
+def anomaly_cap(entry: ConfigEntry) -> Level:
+    """Return the highest severity anomalies alone may raise (NORMAL when switched off)."""
+    name = str(entry.options.get(CONF_ANOMALY_LEVEL, DEFAULT_ANOMALY_LEVEL))
+    return Level.NORMAL if name == "off" else Level[name.upper()]
+
+
 class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
     """Receives one node's MQTT traffic and keeps its entities up to date."""
 
@@ -146,6 +166,7 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
         store: Store[dict[str, Any]],
         stored: dict[str, Any],
         signing_key: rsa.RSAPrivateKey,
+        baseline: tuple[Store[dict[str, Any]], dict[str, Any] | None],
     ) -> None:
         """Set up state; nothing is subscribed until async_start."""
         super().__init__(
@@ -167,12 +188,23 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
         self._last_session_request: float | None = None
         self.rejections = RejectionTracker(REJECTION_LOG_INTERVAL)
         self.severity = SeverityEngine(thresholds_of(entry))
+        self._baseline_store, stored_baseline = baseline
+        self.anomaly = AnomalyDetector()
+        if stored_baseline is not None and not self.anomaly.restore(stored_baseline):
+            LOGGER.warning(
+                "The learned baseline of %s could not be read; learning anew", entry.title
+            )
+        self._anomaly_cap = anomaly_cap(entry)
+        self._baseline_saved_at = time.monotonic()
+        self._learned = self.anomaly.progress()
         self._accepting = False
         self.alerts = NodeAlerts(
             hass, entry, self.node_id, stored.get("incident"), self._on_alerts_changed
         )
         self.data = IoTShieldData(
-            incident=self.alerts.incident, latest_incident=self.alerts.incident
+            incident=self.alerts.incident,
+            latest_incident=self.alerts.incident,
+            learned=self._learned,
         )
         self.announce: Announce | None = None
         self._online: bool | None = None
@@ -216,6 +248,9 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
                 await mqtt.async_subscribe(self.hass, topic, handler, qos=1, encoding=None)
             )
         entry.async_on_unload(self._stop_stale_clock)
+        entry.async_on_unload(
+            self.hass.bus.async_listen(EVENT_HOMEASSISTANT_STOP, self._on_homeassistant_stop)
+        )
         self._arm_stale_clock()
         await self.alerts.async_start()
         if isinstance(self._decoder, V2Receiver) and self._decoder.state.current is None:
@@ -359,8 +394,20 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
         self._store.async_delay_save(self._stored_data, STATE_SAVE_DELAY)
 
     async def async_flush(self) -> None:
-        """Write the state now (on unload)."""
+        """Write the state and the learned baseline now (on unload)."""
         await self._store.async_save(self._stored_data())
+        await self._baseline_store.async_save(self.anomaly.as_dict())
+
+    @callback
+    def _save_baseline(self, delay: float) -> None:
+        """Write the learned baseline after `delay` seconds."""
+        self._baseline_saved_at = time.monotonic()
+        self._baseline_store.async_delay_save(self.anomaly.as_dict, delay)
+
+    @callback
+    def _on_homeassistant_stop(self, _event: Event) -> None:
+        """Have the baseline written with the final writes of a stopping Home Assistant."""
+        self._save_baseline(0)
 
     async def async_send_command(self, command: str, args: dict[str, Any]) -> None:
         """Publish a command to the node: signed for v2, plain (and limited) for v1."""
@@ -391,19 +438,28 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
         ir.async_delete_issue(self.hass, DOMAIN, key_mismatch_issue_id(self.node_id))
         self._stale = False
         self._arm_stale_clock()
-        assessment = self.severity.assess(
-            {
-                "t": telemetry.temperature,
-                "h": telemetry.humidity,
-                "g": telemetry.gas,
-                "l": telemetry.light,
-                "f": telemetry.flame,
-                "m": telemetry.motion,
-            }
-        )
+        readings: dict[str, float | bool | None] = {
+            "t": telemetry.temperature,
+            "h": telemetry.humidity,
+            "g": telemetry.gas,
+            "l": telemetry.light,
+            "f": telemetry.flame,
+            "m": telemetry.motion,
+        }
+        assessment = self.severity.assess(readings)
+        # Hours of the day are the home's own: local time. A verdict comes once a minute.
+        minutes = self.anomaly.minutes
+        self.anomaly.add(dt_util.now(), readings)
+        if self.anomaly.minutes != minutes:
+            self._learned = self.anomaly.progress()
+            now = time.monotonic()
+            if now - self._baseline_saved_at >= BASELINE_SAVE_INTERVAL:
+                self._save_baseline(STATE_SAVE_DELAY)
+        verdict = self.anomaly.latest
+        assessment = with_anomalies(assessment, verdict, self._anomaly_cap)
         self._accepting = True
         try:
-            self.alerts.async_observe(readings_of(telemetry), assessment)
+            self.alerts.async_observe(readings_of(telemetry), assessment, unusual(verdict))
         finally:
             self._accepting = False
         self.async_set_updated_data(
@@ -413,6 +469,8 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
                 assessment,
                 self._incident_copy(),
                 self._latest_incident_copy(),
+                verdict,
+                self._learned,
             )
         )
         self._log_availability()
@@ -505,6 +563,8 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
             if announce.privacy is not None:
                 # Noisier readings need wider hysteresis before a severity may drop.
                 self.severity.set_noise(announce.privacy.sigma)
+                # The detector judges a minute's mean against the noise it must carry.
+                self.anomaly.set_noise(announce.privacy.sigma, announce.privacy.motion_flip)
             self._update_device(announce)
             self._arm_stale_clock()
         self._log_availability()

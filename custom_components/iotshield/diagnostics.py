@@ -36,4 +36,14 @@ async def async_get_config_entry_diagnostics(
         "sessions": coordinator.session_summary(),
         "incident": coordinator.alerts.tracker.as_dict(),
         "llm": coordinator.alerts.llm_summary(),
+        "anomaly": {
+            "baseline_learned": round(data.learned, 3),
+            "minutes_seen": coordinator.anomaly.minutes,
+            "latest": None
+            if data.anomaly is None
+            else {
+                "score": data.anomaly.score,
+                "findings": [asdict(finding) for finding in data.anomaly.findings],
+            },
+        },
     }

@@ -1,7 +1,8 @@
 """Explanations: the rule-based text every alert starts with, and the LLM's prompt and answer.
 
 Plain Python with no Home Assistant import. The context holds only what an explanation needs:
-the node's name, its room, the (already noised) readings, the tripped rules and a short trend.
+the node's name, its room, the (already noised) readings, the tripped rules, a short trend and
+which readings are unusual for this home at this time of day.
 Keys, topics, device and entry ids never enter it, so they cannot reach a prompt.
 """
 
@@ -46,10 +47,20 @@ DEFAULT_PROMPT: Final = (
     "Node: {node}\nRoom: {room}\nSeverity: {severity}\n"
     "Readings (with deliberate privacy noise):\n{readings}\n"
     "Tripped rules: {rules}\nTrend: {trend}\n"
+    "Unusual for this home at this time of day: {anomalies}\n"
     "Answer in {language} with JSON only: a short title, a two-sentence explanation for a "
     "non-expert of what is probably happening, and one concrete suggested action."
 )
-PLACEHOLDERS: Final = ("node", "room", "severity", "readings", "rules", "trend", "language")
+PLACEHOLDERS: Final = (
+    "node",
+    "room",
+    "severity",
+    "readings",
+    "rules",
+    "trend",
+    "anomalies",
+    "language",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +82,8 @@ class Context:
     readings: Mapping[str, float | bool | None]
     rules: tuple[str, ...]
     trend: Mapping[str, Trend] = field(default_factory=dict)
+    # Readings the anomaly detector finds unusual: +1 higher (more) than usual, -1 lower (less).
+    anomalies: Mapping[str, int] = field(default_factory=dict)
 
 
 # What each rule means for a person at home: title, what is happening, what to do.
@@ -158,6 +171,39 @@ RULE_TEXTS: Final[dict[str, tuple[str, str, str]]] = {
         "The motion sensor saw movement.",
         "No action needed unless nobody should be there.",
     ),
+    # Unusual for this home at this time of day, though within the thresholds.
+    "anomaly_gas": (
+        "Unusual gas reading",
+        "The gas sensor reads differently from what is normal here at this time of day, "
+        "though below the alarm thresholds.",
+        "Check gas appliances and anything burning; if all is fine, the sensor may be "
+        "drifting or failing.",
+    ),
+    "anomaly_temperature": (
+        "Unusual temperature",
+        "The temperature differs from what is normal here at this time of day, "
+        "though it is within the alarm thresholds.",
+        "Check heating, open windows and appliances; a value that never changes points to "
+        "a stuck sensor.",
+    ),
+    "anomaly_humidity": (
+        "Unusual humidity",
+        "The humidity differs from what is normal here at this time of day, as with "
+        "running water or steam when nobody is using it.",
+        "Look for a leak, a running tap or an open window.",
+    ),
+    "anomaly_motion": (
+        "Unusual activity",
+        "The motion sensor reports a different amount of movement than usual at this "
+        "time of day, for example activity at night or a sensor that triggers by itself.",
+        "If nobody should be there, check the home; if it repeats with nobody there, check "
+        "the motion sensor.",
+    ),
+    "anomaly_light": (
+        "Unusual light",
+        "The light level differs from what is normal here at this time of day.",
+        "Check whether a lamp was left on or a blind is open; otherwise check the sensor.",
+    ),
 }
 FALLBACK_TEXT: Final = (
     "Unusual readings",
@@ -182,9 +228,10 @@ def _main_rule(rules: tuple[str, ...]) -> str | None:
     known = [rule for rule in rules if rule in RULE_TEXTS]
     if not known:
         return None
-    # RULE_TEXTS lists rules from most to least serious.
+    # RULE_TEXTS lists rules from most to least serious, except that a LOW threshold rule
+    # (motion seen, a comfort range left) says less than an anomaly, which is up to MEDIUM.
     order = list(RULE_TEXTS)
-    return min(known, key=order.index)
+    return min(known, key=lambda rule: (rule.endswith("_low"), order.index(rule)))
 
 
 def rule_explanation(context: Context) -> Explanation:
@@ -198,9 +245,12 @@ def rule_explanation(context: Context) -> Explanation:
         if context.readings.get(name) is not None
     ]
     readings = f" Readings: {', '.join(shown)}." if shown else ""
+    unusual = (
+        f" Unusual for this time of day: {anomalies_text(context)}." if context.anomalies else ""
+    )
     return Explanation(
         title=f"{title} – {context.node}",
-        explanation=f"{where}: {text}{readings}",
+        explanation=f"{where}: {text}{readings}{unusual}",
         suggested_action=action,
         source=Source.RULES,
     )
@@ -224,6 +274,17 @@ def _trend_text(context: Context) -> str:
     return "; ".join(parts) if parts else "no recent change"
 
 
+def anomalies_text(context: Context) -> str:
+    """Say which readings are unusual for this home at this time, and which way."""
+    parts = []
+    for name, direction in context.anomalies.items():
+        if name in ("motion", "flame"):
+            parts.append(f"{'more' if direction > 0 else 'less'} {name} than usual")
+        else:
+            parts.append(f"{name} {'higher' if direction > 0 else 'lower'} than usual")
+    return "; ".join(parts) if parts else "nothing"
+
+
 class PromptError(ValueError):
     """A prompt template that cannot be filled."""
 
@@ -237,6 +298,7 @@ def build_prompt(template: str, context: Context, language: str) -> str:
         "readings": _readings_text(context),
         "rules": ", ".join(context.rules) or "none",
         "trend": _trend_text(context),
+        "anomalies": anomalies_text(context),
         "language": language,
     }
     try:

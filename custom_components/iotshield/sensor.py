@@ -75,6 +75,23 @@ def _latest_alert_attributes(data: IoTShieldData) -> dict[str, Any]:
     }
 
 
+def _anomaly_score(data: IoTShieldData) -> float | None:
+    """Return the last minute's anomaly score: 1.0 is the alarm threshold."""
+    return None if data.anomaly is None else round(data.anomaly.score, 2)
+
+
+def _anomaly_attributes(data: IoTShieldData) -> dict[str, Any]:
+    """Name the sensors that alarm and give each sensor's score and the learning progress."""
+    attributes: dict[str, Any] = {"baseline_learned": round(data.learned * 100)}
+    if data.anomaly is not None:
+        attributes["unusual"] = [SENSOR_NAMES[key] for key in data.anomaly.sensors]
+        attributes["scores"] = {
+            SENSOR_NAMES[finding.sensor]: round(finding.score, 2)
+            for finding in data.anomaly.findings
+        }
+    return attributes
+
+
 SENSORS: tuple[IoTShieldSensorEntityDescription, ...] = (
     IoTShieldSensorEntityDescription(
         key="temperature",
@@ -121,6 +138,23 @@ SENSORS: tuple[IoTShieldSensorEntityDescription, ...] = (
         value_fn=_latest_alert_title,
         attributes_fn=_latest_alert_attributes,
         # The last word on a hazard stays readable when the node goes silent.
+        available_without_node=True,
+    ),
+    IoTShieldSensorEntityDescription(
+        key="anomaly_score",
+        translation_key="anomaly_score",
+        state_class=SensorStateClass.MEASUREMENT,
+        suggested_display_precision=2,
+        value_fn=_anomaly_score,
+        attributes_fn=_anomaly_attributes,
+    ),
+    IoTShieldSensorEntityDescription(
+        key="baseline_learned",
+        translation_key="baseline_learned",
+        native_unit_of_measurement=PERCENTAGE,
+        entity_category=EntityCategory.DIAGNOSTIC,
+        value_fn=lambda data: round(data.learned * 100),
+        # What Home Assistant has learned stays true while the node is silent.
         available_without_node=True,
     ),
     IoTShieldSensorEntityDescription(

@@ -146,6 +146,8 @@ class Rule:
     rule_id: str
     sensors: tuple[str, ...]
     level: Level
+    # Found by the anomaly detector (unusual for this home), not by a threshold.
+    anomaly: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +157,11 @@ class Assessment:
     level: Level
     sensors: dict[str, Level]
     rules: tuple[Rule, ...]
+
+    @property
+    def hazard_level(self) -> Level:
+        """Return the level of the threshold rules alone: anomalies never make a hazard."""
+        return max((rule.level for rule in self.rules if not rule.anomaly), default=Level.NORMAL)
 
 
 @dataclass(slots=True)
