@@ -311,6 +311,11 @@ class AnomalyDetector:
         # Minutes judged (or learned from) since start: tells a caller a minute has closed.
         self.minutes = 0
 
+    @property
+    def noise(self) -> tuple[dict[str, float], float]:
+        """Return the noise readings are judged with: σ per continuous sensor, motion flip rate."""
+        return dict(self._noise), self._flip
+
     def set_noise(self, noise: Mapping[str, float], flip: float) -> None:
         """Take the noise a node announces."""
         for key, sigma in noise.items():

@@ -33,6 +33,8 @@ class IoTShieldSensorEntityDescription(SensorEntityDescription):
     attributes_fn: Callable[[IoTShieldData], dict[str, Any]] | None = None
     # Diagnostics about Home Assistant's side stay visible while the node is lost.
     available_without_node: bool = False
+    # The value is Home Assistant's own knowledge, current even before a reading arrives.
+    own_value: bool = False
 
 
 def _severity_attributes(data: IoTShieldData) -> dict[str, Any]:
@@ -156,6 +158,7 @@ SENSORS: tuple[IoTShieldSensorEntityDescription, ...] = (
         value_fn=lambda data: round(data.learned * 100),
         # What Home Assistant has learned stays true while the node is silent.
         available_without_node=True,
+        own_value=True,
     ),
     IoTShieldSensorEntityDescription(
         key="last_reading",
@@ -212,7 +215,7 @@ class IoTShieldSensor(IoTShieldEntity, RestoreSensor):
     async def async_added_to_hass(self) -> None:
         """Restore the last value unless a reading is already here."""
         await super().async_added_to_hass()
-        if self.coordinator.data.telemetry is not None:
+        if self._current(self.coordinator.data):
             self._take(self.coordinator.data)
         elif (last := await self.async_get_last_sensor_data()) is not None:
             self._attr_native_value = last.native_value
@@ -220,9 +223,13 @@ class IoTShieldSensor(IoTShieldEntity, RestoreSensor):
     @callback
     def _handle_coordinator_update(self) -> None:
         """Take the value of a new reading; availability changes keep the old value."""
-        if self.coordinator.data.telemetry is not None:
+        if self._current(self.coordinator.data):
             self._take(self.coordinator.data)
         super()._handle_coordinator_update()
+
+    def _current(self, data: IoTShieldData) -> bool:
+        """Say whether the data holds this sensor's value (else a restored one stands)."""
+        return data.telemetry is not None or self.entity_description.own_value
 
     def _take(self, data: IoTShieldData) -> None:
         """Set value and attributes from the node's latest data."""
