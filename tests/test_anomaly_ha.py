@@ -334,3 +334,27 @@ async def test_diagnostics_describe_the_detector(
     assert diagnostics["anomaly"]["minutes_seen"] == 2
     assert diagnostics["anomaly"]["latest"] is None
     assert 0 < diagnostics["anomaly"]["baseline_learned"] < 0.01
+
+
+@pytest.mark.usefixtures("learned")
+async def test_relearn_forgets_the_baseline(
+    hass: HomeAssistant,
+    hass_storage: dict[str, Any],
+    mock_config_entry: MockConfigEntry,
+    node: Node,
+) -> None:
+    """After the node moved, one press starts learning its new room from scratch."""
+    await setup_entry(hass, mock_config_entry)
+    await node.minutes(3)
+    assert hass.states.get("binary_sensor.kitchen_anomaly").state == STATE_OFF
+    await hass.services.async_call(
+        "button", "press", {"entity_id": "button.kitchen_relearn_normal"}, blocking=True
+    )
+    assert hass.states.get("sensor.kitchen_baseline_learned").state == "0"
+    assert hass.states.get("binary_sensor.kitchen_anomaly").state == STATE_UNKNOWN
+    # The new room is 26.5 °C: learned, never an alarm.
+    await node.minutes(10, t=WARM)
+    assert hass.states.get("binary_sensor.kitchen_anomaly").state == STATE_UNKNOWN
+    assert await hass.config_entries.async_unload(mock_config_entry.entry_id)
+    stored = hass_storage[baseline_key(mock_config_entry)]["data"]
+    assert sum(stored["continuous"]["t"]["n"][48:]) == 9

@@ -49,6 +49,7 @@ EXPECTED = {
     "binary_sensor.kitchen_anomaly": ("anomaly", "problem", None, None, None),
     "sensor.kitchen_anomaly_score": ("anomaly_score", None, None, "measurement", None),
     "sensor.kitchen_baseline_learned": ("baseline_learned", None, "%", None, "diagnostic"),
+    "button.kitchen_relearn_normal": ("relearn", None, None, None, "config"),
     "sensor.kitchen_last_reading": ("last_reading", "timestamp", None, None, "diagnostic"),
     "sensor.kitchen_rejected_payloads": (
         "rejected_payloads",

@@ -300,7 +300,7 @@ class AnomalyDetector:
         """Use the node's announced privacy noise (σ per sensor, motion flip rate)."""
         self._noise = dict.fromkeys(CONTINUOUS, 0.0)
         self.set_noise(noise or {}, flip)
-        self._continuous = {key: _Continuous(key) for key in CONTINUOUS}
+        self._continuous: dict[str, _Continuous] = {}
         self._motion = _Motion()
         self._minute: tuple[datetime, Bins] | None = None
         self._sums = dict.fromkeys(CONTINUOUS, 0.0)
@@ -310,6 +310,17 @@ class AnomalyDetector:
         self.latest: Verdict | None = None
         # Minutes judged (or learned from) since start: tells a caller a minute has closed.
         self.minutes = 0
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget what was learned (the node moved, the home changed); keep the noise."""
+        self._continuous = {key: _Continuous(key) for key in CONTINUOUS}
+        self._motion = _Motion()
+        self._minute = None
+        self._sums = dict.fromkeys(CONTINUOUS, 0.0)
+        self._counts = dict.fromkeys(CONTINUOUS, 0)
+        self._moved = self._motion_seen = False
+        self.latest = None
 
     @property
     def noise(self) -> tuple[dict[str, float], float]:
@@ -395,8 +406,7 @@ class AnomalyDetector:
                 detector.restore(data["continuous"][key])
             self._motion.restore(data["motion"])
         except (KeyError, TypeError, ValueError):
-            self._continuous = {key: _Continuous(key) for key in CONTINUOUS}
-            self._motion = _Motion()
+            self.reset()
             return False
         return True
 

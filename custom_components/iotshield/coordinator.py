@@ -405,6 +405,16 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
         self._baseline_store.async_delay_save(self.anomaly.as_dict, delay)
 
     @callback
+    def async_relearn(self) -> None:
+        """Forget this home's learned normal and learn it anew (the node was moved)."""
+        LOGGER.info("Learning the normal of %s anew", self.config_entry.title)
+        self.anomaly.reset()
+        self._learned = self.anomaly.progress()
+        self._save_baseline(STATE_SAVE_DELAY)
+        self.data = replace(self.data, anomaly=None, learned=self._learned)
+        self.async_update_listeners()
+
+    @callback
     def _on_homeassistant_stop(self, _event: Event) -> None:
         """Have the baseline written with the final writes of a stopping Home Assistant."""
         self._save_baseline(0)
