@@ -14,9 +14,12 @@ from __future__ import annotations
 import argparse
 from collections import defaultdict
 from dataclasses import dataclass, field
+import gc
+import json
 from pathlib import Path
 import sys
 import time
+from types import FunctionType, ModuleType
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "firmware" / "reference_node")]
@@ -51,6 +54,8 @@ class Tally:
     clean_weeks: float = 0.0
     readings: int = 0
     seconds: float = 0.0
+    # The detector of the last home, for its size.
+    detector: AnomalyDetector | None = None
 
 
 def _kind_of(sensor: str) -> str:
@@ -81,6 +86,7 @@ def _run_home(seed: int, weeks: float, epsilon: float, faults: bool, tally: Tall
                 alarms[_kind_of(sensor)].append(sample.minute - 1)
     tally.readings += count
     tally.seconds += spent
+    tally.detector = detector
     warmup = WARMUP_DAYS * 24 * 60
     for kind, minutes in alarms.items():
         for first, last in _episodes(sorted(set(minutes))):
@@ -142,6 +148,21 @@ def evaluate(homes: int, clean_homes: int, weeks: float, epsilon: float) -> Tall
     return tally
 
 
+def _memory(root: object) -> int:
+    """Return the bytes of an object and everything it references (shared objects once)."""
+    seen: set[int] = set()
+    size = 0
+    stack = [root]
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen or isinstance(obj, (type, ModuleType, FunctionType)):
+            continue
+        seen.add(id(obj))
+        size += sys.getsizeof(obj)
+        stack.extend(gc.get_referents(obj))
+    return size
+
+
 def _f1(precision: float, recall: float) -> float:
     """Return the harmonic mean."""
     return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
@@ -179,12 +200,17 @@ def table(tallies: dict[str, Tally]) -> str:
                 f"| **{precision[kind]:.2f}** | **{_f1(precision[kind], recall):.2f}** | |"
             )
     lines.append("")
-    lines.append("| Noise | False alarms per node-week (no faults) | Cost per reading (µs) |")
-    lines.append("|---|---|---|")
+    lines.append(
+        "| Noise | False alarms per node-week (no faults) | Cost per reading (µs) "
+        "| Memory per node (KiB) | Stored state (KiB JSON) |"
+    )
+    lines.append("|---|---|---|---|---|")
     for label, tally in tallies.items():
         rate = tally.clean_false / tally.clean_weeks if tally.clean_weeks else 0.0
         cost = tally.seconds / tally.readings * 1e6 if tally.readings else 0.0
-        lines.append(f"| {label} | {rate:.2f} | {cost:.1f} |")
+        memory = _memory(tally.detector) / 1024
+        stored = len(json.dumps(tally.detector.as_dict() if tally.detector else {})) / 1024
+        lines.append(f"| {label} | {rate:.2f} | {cost:.1f} | {memory:.0f} | {stored:.0f} |")
     return "\n".join(lines)
 
 
