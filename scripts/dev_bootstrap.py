@@ -159,7 +159,10 @@ class DevInstance:
         identity = load_or_create_identity(state_dir / f"{node_id}.identity.pem")
         key_file = key_dir / f"{node_id}.pem"
         for entry in self.request("GET", "/api/config/config_entries/entry"):
-            if entry["domain"] == "iotshield" and entry.get("unique_id") == node_id:
+            # Home Assistant's REST listing of entries may not hold the unique id; the wizard
+            # titles an entry with its node id.
+            mine = (entry.get("unique_id") or entry.get("title")) == node_id
+            if entry["domain"] == "iotshield" and mine:
                 if key_file.exists():
                     return str(entry["entry_id"])
                 # The node's copy of Home Assistant's key is gone: pair it again.

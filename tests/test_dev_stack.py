@@ -181,3 +181,19 @@ async def test_run_command_dashboard_in_chromium(tmp_path: Path) -> None:
     # Ctrl-C stopped everything: nothing listens on the stack's ports any more.
     assert _port_free(ha_port)
     assert _port_free(mqtt_port)
+    # What the detector learned was written when Home Assistant stopped.
+    (baseline,) = (tmp_path / "config" / ".storage").glob("iotshield.*.baseline")
+    assert json.loads(baseline.read_text())["data"]["version"] == 1
+
+    # The same configuration starts again: the node is already paired, and stays so.
+    check = await asyncio.create_subprocess_exec(
+        str(ROOT / "scripts" / "develop"),
+        "--check",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
+    checked, _ = await asyncio.wait_for(check.communicate(), 600)
+    assert check.returncode == 0, checked.decode(errors="replace")
+    assert "kitchen: live, temperature" in checked.decode()
