@@ -214,13 +214,13 @@ def table(tallies: dict[str, Tally]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     """Run the evaluation and print the tables."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--homes", type=int, default=8)
     parser.add_argument("--clean-homes", type=int, default=4)
     parser.add_argument("--weeks", type=float, default=4.0)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     tallies = {
         "ε = 0.5": evaluate(args.homes, args.clean_homes, args.weeks, 0.5),
         "off": evaluate(args.homes, args.clean_homes, args.weeks, 0.0),
