@@ -168,6 +168,18 @@ def _f1(precision: float, recall: float) -> float:
     return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
 
 
+def scores(tally: Tally) -> dict[str, float]:
+    """Return the event-level F1 over all faults of each sensor kind."""
+    out = {}
+    for kind, faults in (("continuous", CONTINUOUS_KINDS), ("binary", BINARY_KINDS)):
+        total = tally.true_episodes[kind] + tally.false_episodes[kind]
+        precision = tally.true_episodes[kind] / total if total else 0.0
+        events = sum(tally.events[f] for f in faults)
+        recall = sum(tally.detected[f] for f in faults) / events if events else 0.0
+        out[kind] = _f1(precision, recall)
+    return out
+
+
 def table(tallies: dict[str, Tally]) -> str:
     """Return the results as a Markdown table."""
     lines = [
