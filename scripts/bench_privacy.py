@@ -103,7 +103,7 @@ def false_alarms(epsilon: float | None, weeks: float) -> float:
     """Return incidents opened per node-week in an ordinary home without any event."""
     count = int(weeks * 7 * 24 * 3600 / INTERVAL)
     home = Home(5)
-    rng = random.Random(5)
+    rng = random.Random(5)  # noqa: S311 - simulation only
     config = _config(epsilon)
     noise = NoiseSource(55)
     engine = _engine(config)
@@ -130,7 +130,7 @@ def occupancy_truth(homes: int, days: int) -> list[tuple[list[bool], list[bool]]
     runs = []
     for seed in range(homes):
         home = Home(seed + 31)
-        rng = random.Random(seed + 31)
+        rng = random.Random(seed + 31)  # noqa: S311 - simulation only
         motion: list[bool] = []
         present: list[bool] = []
         for i in range(days * 24 * 3600 // INTERVAL):
@@ -148,7 +148,7 @@ def occupancy(
 
     The observer knows the flip rate p and how often a present person triggers the sensor (q,
     learned from the truth: a generous observer), and guesses "present" when the quarter hour's
-    rate of motion readings is nearer q·(1 − p) + (1 − q)·p than p.
+    rate of motion readings is nearer q·(1 - p) + (1 - q)·p than p.
     """
     config = _config(1.0, motion_epsilon or 0.0)
     p = config.motion_flip if motion_epsilon is not None else 0.0

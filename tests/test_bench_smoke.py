@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
 from pathlib import Path
+import subprocess
 import sys
 from typing import Any
 
@@ -45,3 +48,53 @@ def test_anomaly_evaluation_runs(capsys: pytest.CaptureFixture[str]) -> None:
     assert "| ε = 0.5 | **all** | **continuous** |" in out
     assert "False alarms per node-week" in out
     assert "| LSTM autoencoder, binary sensors |" in out
+
+
+def test_benchmarks_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """scripts/bench's parts run briefly: Home Assistant benchmarks, trade-off, report, plots."""
+    figures = tmp_path / "figures"
+    env = {**os.environ, "IOTSHIELD_BENCH_QUICK": "1", "IOTSHIELD_BENCH_OUT": str(figures)}
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/bench_ha.py"],
+        cwd=SCRIPTS.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-4000:]
+    assert load("bench_privacy").main(["--quick", "--json", str(figures / "privacy.json")]) == 0
+    capsys.readouterr()
+    assert load("bench_report").main([str(figures), str(tmp_path / "plots")]) == 0
+    report = capsys.readouterr().out
+
+    # Every reading published reached Home Assistant, and every alert was delivered.
+    latency = json.loads((figures / "latency.json").read_text())
+    assert {size: row["messages"] for size, row in latency["sizes"].items()} == {"1": 3, "3": 9}
+    assert latency["burst"]["delivered"] == latency["burst"]["messages"] == 15
+    ingestion = json.loads((figures / "ingestion.json").read_text())
+    assert ingestion["v2_per_s"] > 0
+    assert ingestion["v1_per_s"] > 0
+    slow = json.loads((figures / "alert_slow.json").read_text())
+    assert slow["explained_ms"]["p50"] >= slow["llm_delay_s"] * 1000
+    for row in (
+        "| v2 messages through Home Assistant",
+        "| 3 nodes × 1 Hz | 9 |",
+        "| burst: 15 messages at once",
+        "| event | offline |",
+        "| LLM explanation (event `explained`) |",
+        "| 0.5 | 0.969 °C |",
+        "| off | 0 °C |",
+    ):
+        assert row in report, report
+    plots = sorted(path.name for path in (tmp_path / "plots").iterdir())
+    assert plots == [
+        "latency.png",
+        "privacy_anomaly_f1.png",
+        "privacy_false_alarms.png",
+        "privacy_hazards.png",
+        "privacy_occupancy.png",
+    ]
+    for name in plots:
+        assert (tmp_path / "plots" / name).read_bytes().startswith(b"\x89PNG")

@@ -27,6 +27,8 @@ class IoTShieldBinarySensorEntityDescription(BinarySensorEntityDescription):
     """Describes a detector or a problem and how to read it from the node's latest data."""
 
     is_on_fn: Callable[[IoTShieldData], bool | None]
+    # Written with every reading (the node's detectors), not only when it changes.
+    every_reading: bool = False
 
 
 # A problem is reported from MEDIUM up, where the thesis starts raising alerts.
@@ -65,11 +67,13 @@ BINARY_SENSORS: tuple[IoTShieldBinarySensorEntityDescription, ...] = (
     # No device class names an IR flame detector; the translation gives it Detected/Clear.
     IoTShieldBinarySensorEntityDescription(
         key="flame",
+        every_reading=True,
         translation_key="flame",
         is_on_fn=lambda data: data.telemetry.flame if data.telemetry else None,
     ),
     IoTShieldBinarySensorEntityDescription(
         key="motion",
+        every_reading=True,
         device_class=BinarySensorDeviceClass.MOTION,
         is_on_fn=lambda data: data.telemetry.motion if data.telemetry else None,
     ),
@@ -157,6 +161,7 @@ class IoTShieldBinarySensor(IoTShieldEntity, BinarySensorEntity, RestoreEntity):
         """Bind the description."""
         super().__init__(coordinator, description.key)
         self.entity_description = description
+        self._every_reading = description.every_reading
 
     async def async_added_to_hass(self) -> None:
         """Restore the last state unless a reading is already here."""

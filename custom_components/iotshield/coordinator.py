@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -44,6 +45,7 @@ from .const import (
     SESSION_REQUEST_INTERVAL,
     STATE_SAVE_DELAY,
     V1_COMMANDS,
+    YIELD_AFTER,
 )
 from .incidents import Incident
 from .keys import format_fingerprint
@@ -104,6 +106,19 @@ def thresholds_of(entry: ConfigEntry) -> Thresholds:
         LOGGER.warning("Thresholds of %s cannot work (%s); using the defaults", entry.title, err)
         return Thresholds()
     return thresholds
+
+
+async def _share_loop(turn: float) -> float:
+    """Give the event loop back once a turn has worked YIELD_AFTER; return the turn's start.
+
+    A burst of messages is worked off in batches; without this, one batch would hold the loop
+    for as long as all its entity updates take.
+    """
+    now = time.perf_counter()
+    if now - turn < YIELD_AFTER:
+        return turn
+    await asyncio.sleep(0)
+    return time.perf_counter()
 
 
 def _as_bytes(payload: str | bytes | bytearray) -> bytes:
@@ -312,7 +327,9 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
         results = await self.hass.async_add_executor_job(
             decoder.decode_batch, [payload for payload, _ in batch]
         )
+        turn = time.perf_counter()
         for (_, legacy), result in zip(batch, results, strict=True):
+            turn = await _share_loop(turn)
             if isinstance(result, Telemetry):
                 self._accept(result)
             elif legacy and result.reason is Rejection.NODE_MISMATCH:
@@ -323,7 +340,9 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
 
     async def _drain_v2(self, receiver: V2Receiver, payloads: list[bytes]) -> None:
         """Open sessions in the executor (RSA + ECDSA) and data on the loop (AES-GCM only)."""
+        turn = time.perf_counter()
         for payload in payloads:
+            turn = await _share_loop(turn)
             try:
                 msg = parse_v2_envelope(payload)
                 if isinstance(msg, SessionMessage):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from homeassistant.core import callback
 from homeassistant.helpers.device_registry import DeviceInfo
 from homeassistant.helpers.update_coordinator import CoordinatorEntity
 
@@ -13,6 +16,11 @@ class IoTShieldEntity(CoordinatorEntity[IoTShieldCoordinator]):
     """An entity of one node's device, unavailable while the node is offline or stale."""
 
     _attr_has_entity_name = True
+    # A reading is reported every time it arrives; what is derived from readings (severity,
+    # problems, anomaly, alerts) changes far less often and is written only when it changes,
+    # which keeps the cost of a message low.
+    _every_reading = False
+    _written: tuple[Any, ...] | None = None
 
     def __init__(self, coordinator: IoTShieldCoordinator, key: str) -> None:
         """Name the entity after its key and attach it to the node's device."""
@@ -29,3 +37,13 @@ class IoTShieldEntity(CoordinatorEntity[IoTShieldCoordinator]):
     def available(self) -> bool:
         """Follow the node's status topic and the staleness clock."""
         return super().available and self.coordinator.node_available
+
+    @callback
+    def _handle_coordinator_update(self) -> None:
+        """Write the state: a reading always, anything else only when it changed."""
+        if not self._every_reading:
+            written = (self.available, self.state, self.extra_state_attributes)
+            if written == self._written:
+                return
+            self._written = written
+        super()._handle_coordinator_update()

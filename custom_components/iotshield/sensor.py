@@ -35,6 +35,8 @@ class IoTShieldSensorEntityDescription(SensorEntityDescription):
     available_without_node: bool = False
     # The value is Home Assistant's own knowledge, current even before a reading arrives.
     own_value: bool = False
+    # Written with every reading (the node's values), not only when it changes.
+    every_reading: bool = False
 
 
 def _severity_attributes(data: IoTShieldData) -> dict[str, Any]:
@@ -97,6 +99,7 @@ def _anomaly_attributes(data: IoTShieldData) -> dict[str, Any]:
 SENSORS: tuple[IoTShieldSensorEntityDescription, ...] = (
     IoTShieldSensorEntityDescription(
         key="temperature",
+        every_reading=True,
         device_class=SensorDeviceClass.TEMPERATURE,
         native_unit_of_measurement=UnitOfTemperature.CELSIUS,
         state_class=SensorStateClass.MEASUREMENT,
@@ -105,6 +108,7 @@ SENSORS: tuple[IoTShieldSensorEntityDescription, ...] = (
     ),
     IoTShieldSensorEntityDescription(
         key="humidity",
+        every_reading=True,
         device_class=SensorDeviceClass.HUMIDITY,
         native_unit_of_measurement=PERCENTAGE,
         state_class=SensorStateClass.MEASUREMENT,
@@ -113,6 +117,7 @@ SENSORS: tuple[IoTShieldSensorEntityDescription, ...] = (
     ),
     IoTShieldSensorEntityDescription(
         key="gas_level",
+        every_reading=True,
         translation_key="gas_level",
         state_class=SensorStateClass.MEASUREMENT,
         suggested_display_precision=2,
@@ -120,6 +125,7 @@ SENSORS: tuple[IoTShieldSensorEntityDescription, ...] = (
     ),
     IoTShieldSensorEntityDescription(
         key="illuminance",
+        every_reading=True,
         device_class=SensorDeviceClass.ILLUMINANCE,
         native_unit_of_measurement=LIGHT_LUX,
         state_class=SensorStateClass.MEASUREMENT,
@@ -162,6 +168,7 @@ SENSORS: tuple[IoTShieldSensorEntityDescription, ...] = (
     ),
     IoTShieldSensorEntityDescription(
         key="last_reading",
+        every_reading=True,
         translation_key="last_reading",
         device_class=SensorDeviceClass.TIMESTAMP,
         entity_category=EntityCategory.DIAGNOSTIC,
@@ -204,6 +211,7 @@ class IoTShieldSensor(IoTShieldEntity, RestoreSensor):
         """Bind the description."""
         super().__init__(coordinator, description.key)
         self.entity_description = description
+        self._every_reading = description.every_reading
 
     @property
     def available(self) -> bool:

@@ -1,0 +1,291 @@
+"""Turn the benchmark figures (JSON) into the README's Markdown tables and PNG plots.
+
+    python scripts/bench_report.py FIGURES_DIR PLOTS_DIR
+
+Reads what tests/bench_ha.py and scripts/bench_privacy.py wrote into FIGURES_DIR, prints the
+tables with the targets they are judged against, and writes one plot per trade-off.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+import json
+import os
+from pathlib import Path
+import platform
+import sys
+from typing import Any
+
+import matplotlib as mpl
+
+mpl.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt
+
+# Targets of the benchmark issue, next to which the figures are printed.
+V1_RATIO_TARGET = 0.80
+OWN_V2_TARGET_US = 50.0
+HA_RATE_TARGET = 1000.0
+P99_TARGET_MS = 25.0
+STALL_TARGET_MS = 2.0
+
+
+def _load(folder: Path, name: str) -> dict[str, Any] | None:
+    """Return one benchmark's figures, or None when it did not run."""
+    path = folder / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _mark(ok: bool) -> str:
+    """Say whether a target is met."""
+    return "met" if ok else "**missed**"
+
+
+def machine() -> str:
+    """Describe this machine in one line."""
+    cpu = "unknown CPU"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return (
+        f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}"
+    )
+
+
+def ingestion_table(figures: dict[str, Any]) -> list[str]:
+    """Return the ingestion rows."""
+    rsa_rate = figures["raw_rsa_oaep_per_s"]
+    v2_loop, v1_loop = figures["v2_on_loop_ms"], figures["v1_on_loop_ms"]
+    return [
+        "| Ingestion (one Home Assistant, one core) | Figure | Target | |",
+        "|---|---|---|---|",
+        f"| raw RSA-2048 OAEP decrypt, same run | {rsa_rate:,.0f} /s | – | |",
+        f"| raw AES-256-GCM decrypt, same run | {figures['raw_aes_gcm_per_s']:,.0f} /s | – | |",
+        f"| v1 messages through Home Assistant, every entity current "
+        f"| {figures['v1_per_s']:,.0f} /s = {figures['v1_ratio']:.0%} of raw RSA "
+        f"| ≥ {V1_RATIO_TARGET:.0%} | {_mark(figures['v1_ratio'] >= V1_RATIO_TARGET)} |",
+        f"| v2 messages through Home Assistant, every entity current "
+        f"| {figures['v2_per_s']:,.0f} /s | ≥ {HA_RATE_TARGET:,.0f} /s "
+        f"| {_mark(figures['v2_per_s'] >= HA_RATE_TARGET)} |",
+        f"| integration's own cost per v2 message (parse, counter, AES-GCM, validate, "
+        f"severity, anomaly) | {figures['own_v2_us']:.1f} µs | ≤ {OWN_V2_TARGET_US:.0f} µs "
+        f"| {_mark(figures['own_v2_us'] <= OWN_V2_TARGET_US)} |",
+        f"| integration's own cost per v1 message (parse, RSA-OAEP, validate) "
+        f"| {figures['own_v1_us']:.0f} µs | – | |",
+        f"| the integration's work on the event loop per v2 / v1 message "
+        f"(p99, max) | {v2_loop['p99']:.2f}, {v2_loop['max']:.2f} / "
+        f"{v1_loop['p99']:.2f}, {v1_loop['max']:.2f} ms | ≤ {STALL_TARGET_MS:.0f} ms "
+        f"| {_mark(max(v2_loop['max'], v1_loop['max']) <= STALL_TARGET_MS)} |",
+        f"| longest event-loop stall from anything while ingesting v2 / v1 "
+        f"(garbage collection aside) | {figures['v2_longest_stall_ms']:.1f} / "
+        f"{figures['v1_longest_stall_ms']:.1f} ms | – | |",
+        f"| longest garbage-collection pause of the process | "
+        f"{figures['longest_gc_pause_ms']:.0f} ms | – | |",
+    ]
+
+
+def latency_table(figures: dict[str, Any]) -> list[str]:
+    """Return the end-to-end latency rows."""
+    lines = [
+        "| Publish → state change through Mosquitto (v2) | Messages | p50 | p95 | p99 | Target |",
+        "|---|---|---|---|---|---|",
+    ]
+    sizes = figures["sizes"]
+    largest = max(sizes, key=int)
+    for size, row in sorted(sizes.items(), key=lambda item: int(item[0])):
+        target = ""
+        if size == largest:
+            target = f"p99 ≤ {P99_TARGET_MS:.0f} ms: {_mark(row['p99'] <= P99_TARGET_MS)}"
+        lines.append(
+            f"| {size} node{'s' if size != '1' else ''} × 1 Hz | {row['messages']} "
+            f"| {row['p50']:.1f} ms | {row['p95']:.1f} ms | {row['p99']:.1f} ms | {target} |"
+        )
+    burst = figures["burst"]
+    lines.append(
+        f"| burst: {burst['messages']} messages at once ({burst['delivered']} delivered, "
+        f"drained in {burst['seconds_to_drain']:.2f} s) | {burst['messages']} "
+        f"| {burst['p50']:.1f} ms | {burst['p95']:.1f} ms | {burst['p99']:.1f} ms | |"
+    )
+    lines.append(
+        f"| memory per node (resident, {largest} nodes) | {figures['rss_per_node_kib']:.0f} KiB "
+        "| | | | |"
+    )
+    return lines
+
+
+def alert_table(offline: dict[str, Any] | None, slow: dict[str, Any] | None) -> list[str]:
+    """Return the alert latency rows."""
+    lines = [
+        "| Threshold crossing → | LLM | p50 | p95 | max |",
+        "|---|---|---|---|---|",
+    ]
+    for name, figures in (("offline", offline), ("slow", slow)):
+        if figures is None:
+            continue
+        llm = "offline" if name == "offline" else f"answers after {figures['llm_delay_s']:g} s"
+        for what, key in (("event", "event_ms"), ("notification", "notification_ms")):
+            row = figures[key]
+            lines.append(
+                f"| {what} | {llm} | {row['p50']:.1f} ms | {row['p95']:.1f} ms "
+                f"| {row['max']:.1f} ms |"
+            )
+        if figures.get("explained_ms"):
+            row = figures["explained_ms"]
+            lines.append(
+                f"| LLM explanation (event `explained`) | {llm} | {row['p50']:.0f} ms "
+                f"| {row['p95']:.0f} ms | {row['max']:.0f} ms |"
+            )
+    return lines
+
+
+def privacy_table(figures: dict[str, Any]) -> list[str]:
+    """Return the privacy–utility rows."""
+    lines = [
+        "| ε | σ temperature | fire: recall, median time to incident "
+        "| gas leak: recall, median time to incident | false alarms per node-week "
+        "| anomaly F1 continuous / binary | occupancy per quarter hour guessed right "
+        "(always guessing the likelier: …) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in figures["rows"]:
+        cells = []
+        for scenario in ("fire", "gas_leak"):
+            h = row["hazards"][scenario]
+            median = "–" if h["median_seconds"] is None else f"{h['median_seconds']:.0f} s"
+            cells.append(f"{h['recall']:.0%}, {median}")
+        f1 = row["anomaly_f1"]
+        occ = row["occupancy"]
+        lines.append(
+            f"| {row['epsilon']} | {row['sigma_t']:g} °C | {cells[0]} | {cells[1]} "
+            f"| {row['false_alarms_per_week']:.2f} | {f1['continuous']:.2f} / {f1['binary']:.2f} "
+            f"| {occ['accuracy']:.0%} ({occ['chance']:.0%}) |"
+        )
+    return lines
+
+
+def _save(fig: Any, path: Path, written: list[Path]) -> None:
+    """Write one figure."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    written.append(path)
+
+
+def _axis(ax: Any, labels: list[str], xlabel: str, ylabel: str, title: str) -> None:
+    """Label a privacy plot's axes: ε categories along x."""
+    ax.set_xticks(list(range(len(labels))), labels)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+
+
+def _privacy_plots(rows: list[dict[str, Any]], out: Path, written: list[Path]) -> None:
+    """Write the four privacy–utility plots."""
+    labels = [row["epsilon"] for row in rows]
+    x = list(range(len(rows)))
+    noise = "ε of the node's noise"
+
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for scenario, marker in (("fire", "o"), ("gas_leak", "s")):
+        seconds = [row["hazards"][scenario]["median_seconds"] or 0 for row in rows]
+        recall = [row["hazards"][scenario]["recall"] for row in rows]
+        ax.plot(x, seconds, marker=marker, label=f"{scenario} (recall {min(recall):.0%}–"
+                f"{max(recall):.0%})")  # fmt: skip
+    _axis(ax, labels, noise, "median s to incident", "Hazard detection vs privacy")
+    _save(fig, out / "privacy_hazards.png", written)
+
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    ax.bar(x, [row["false_alarms_per_week"] for row in rows], label="measured")
+    ax.axhline(1.0, color="red", linestyle=":", label="target: ≤ 1")
+    ax.set_yscale("symlog")
+    _axis(ax, labels, noise, "incidents per node-week", "False alarms in an ordinary home")
+    _save(fig, out / "privacy_false_alarms.png", written)
+
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for kind, marker in (("continuous", "o"), ("binary", "s")):
+        ax.plot(x, [row["anomaly_f1"][kind] for row in rows], marker=marker, label=kind)
+    ax.set_ylim(0, 1.05)
+    _axis(ax, labels, f"{noise} (motion: ε_m = 2)", "event-level F1", "Anomaly detection")
+    _save(fig, out / "privacy_anomaly_f1.png", written)
+
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    ax.plot(x, [row["occupancy"]["accuracy"] for row in rows], marker="o", label="observer")
+    ax.plot(x, [row["occupancy"]["chance"] for row in rows], "k:", label="always the likelier")
+    ax.set_ylim(0.4, 1.02)
+    _axis(
+        ax,
+        labels,
+        "ε_m of the motion sensor's randomized response",
+        "quarter hours guessed right",
+        "What the noise hides: presence at home",
+    )
+    _save(fig, out / "privacy_occupancy.png", written)
+
+
+def _latency_plot(latency: dict[str, Any], out: Path, written: list[Path]) -> None:
+    """Write the latency plot."""
+    sizes = sorted(latency["sizes"], key=int)
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for key in ("p50", "p95", "p99"):
+        values = [latency["sizes"][s][key] for s in sizes]
+        ax.plot([int(s) for s in sizes], values, marker="o", label=key)
+    ax.axhline(P99_TARGET_MS, color="red", linestyle=":", label="p99 target")
+    ax.set_xlabel("nodes, each publishing once a second")
+    ax.set_ylabel("publish → state change (ms)")
+    ax.set_title("End-to-end latency through Mosquitto")
+    ax.legend(fontsize=8)
+    _save(fig, out / "latency.png", written)
+
+
+def plots(figures: dict[str, dict[str, Any] | None], out: Path) -> list[Path]:
+    """Write one PNG per trade-off; return their paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    if (privacy := figures.get("privacy")) is not None:
+        _privacy_plots(privacy["rows"], out, written)
+    if (latency := figures.get("latency")) is not None:
+        _latency_plot(latency, out, written)
+    return written
+
+
+def report(folder: Path, plots_dir: Path) -> str:
+    """Return the whole Markdown report and write the plots."""
+    figures = {
+        name: _load(folder, name)
+        for name in ("ingestion", "latency", "alert_offline", "alert_slow", "privacy")
+    }
+    lines = [
+        f"Measured {datetime.now(UTC).date().isoformat()} on {machine()}.",
+        "",
+    ]
+    if figures["ingestion"]:
+        lines += [*ingestion_table(figures["ingestion"]), ""]
+    if figures["latency"]:
+        lines += [*latency_table(figures["latency"]), ""]
+    if figures["alert_offline"] or figures["alert_slow"]:
+        lines += [*alert_table(figures["alert_offline"], figures["alert_slow"]), ""]
+    if figures["privacy"]:
+        lines += [*privacy_table(figures["privacy"]), ""]
+    written = plots(figures, plots_dir)
+    shown = [path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path.name
+             for path in written]  # fmt: skip
+    lines.append("Plots: " + ", ".join(f"`{path}`" for path in shown))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the report."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2:  # noqa: PLR2004
+        print(__doc__)
+        return 2
+    print(report(Path(args[0]), Path(args[1])))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
