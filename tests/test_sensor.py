@@ -275,3 +275,32 @@ async def test_announced_noise_widens_hysteresis(
         await publish(hass, DATA_TOPIC, encrypt(public, telemetry(seq=seq, t=25.0)))
     assert hass.states.get("binary_sensor.kitchen_overheating").state == STATE_OFF
     assert hass.states.get("sensor.kitchen_severity").state == "normal"
+
+
+async def test_derived_entities_are_written_only_when_they_change(
+    hass: HomeAssistant, mock_config_entry: MockConfigEntry, private_key: rsa.RSAPrivateKey
+) -> None:
+    """Readings are reported with every message; severity and problems only on a change."""
+    await setup_entry(hass, mock_config_entry)
+    public = private_key.public_key()
+    await publish(hass, DATA_TOPIC, encrypt(public, telemetry(seq=1, t=21.0)))
+    # Home Assistant updates `last_reported` in place: keep the times, not the states.
+    reported = {
+        entity_id: hass.states.get(entity_id).last_reported
+        for entity_id in (
+            "sensor.kitchen_severity",
+            "binary_sensor.kitchen_hazard",
+            "sensor.kitchen_humidity",
+        )
+    }
+    await publish(hass, DATA_TOPIC, encrypt(public, telemetry(seq=2, t=21.5)))
+    # The same humidity is reported again: the reading arrived.
+    assert (
+        hass.states.get("sensor.kitchen_humidity").last_reported
+        > reported["sensor.kitchen_humidity"]
+    )
+    for entity_id in ("sensor.kitchen_severity", "binary_sensor.kitchen_hazard"):
+        assert hass.states.get(entity_id).last_reported == reported[entity_id]
+    await publish(hass, DATA_TOPIC, encrypt(public, telemetry(seq=3, g=0.5)))
+    assert hass.states.get("sensor.kitchen_severity").state == "medium"
+    assert hass.states.get("binary_sensor.kitchen_hazard").state == STATE_ON
