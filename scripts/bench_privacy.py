@@ -5,9 +5,8 @@
 For ε ∈ {0.1, 0.25, 0.5, 1, 2, off} (the node's continuous noise; motion keeps its default
 randomized response, ε_m = 2, except in the occupancy row, where ε_m takes the same values):
 - hazards: the reference node's fire and gas-leak scenarios at five-second readings, through the
-  node's privacy layer, the integration's severity engine and incident tracker (default minimum
-  severity medium, hold time 5 minutes): recall and median time from the event's start to the
-  incident;
+  node's privacy layer and the integration's severity engine: recall and median time from the
+  event's start to the hazard's own alarm (fire: HIGH or worse; gas leak: gas at MEDIUM or worse);
 - false alarms: incidents opened per node-week of an ordinary home (normal scenario);
 - anomaly detection: event-level F1 of the anomaly detector (continuous and binary sensors), as
   scripts/eval_anomaly.py measures it, on fewer homes;
@@ -35,7 +34,7 @@ from iotshield_node.privacy import NoiseSource, PrivacyConfig, privatize  # noqa
 from iotshield_node.simulation import DEFAULT_START, Home, simulate  # noqa: E402
 
 from custom_components.iotshield.incidents import IncidentTracker, Transition  # noqa: E402
-from custom_components.iotshield.severity import Level, SeverityEngine  # noqa: E402
+from custom_components.iotshield.severity import Assessment, Level, SeverityEngine  # noqa: E402
 
 EPSILONS: tuple[float | None, ...] = (0.1, 0.25, 0.5, 1.0, 2.0, None)
 INTERVAL = 5  # seconds between readings, the node's default
@@ -68,8 +67,20 @@ def _sent(config: PrivacyConfig, noise: NoiseSource, raw: Any) -> dict[str, Any]
     return {"t": sent.t, "h": sent.h, "g": sent.g, "l": sent.l, "f": sent.f, "m": sent.m}
 
 
+def _alarmed(scenario: str, assessment: Assessment) -> bool:
+    """Say whether a reading raises the hazard's own alarm.
+
+    A fire is HIGH or worse (flame, heat with gas); a gas leak is the gas sensor at MEDIUM or
+    worse. Judged per hazard, so that an incident a noisy temperature opened earlier neither
+    hides the hazard nor counts as having found it.
+    """
+    if scenario == "fire":
+        return assessment.hazard_level >= Level.HIGH
+    return assessment.sensors["g"] >= Level.MEDIUM
+
+
 def hazards(epsilon: float | None, seeds: int) -> dict[str, dict[str, float | None]]:
-    """Return recall and median seconds to the incident for the fire and gas-leak scenarios."""
+    """Return recall and median seconds to the alarm for the fire and gas-leak scenarios."""
     out: dict[str, dict[str, float | None]] = {}
     for scenario in ("fire", "gas_leak"):
         delays: list[float] = []
@@ -80,16 +91,10 @@ def hazards(epsilon: float | None, seeds: int) -> dict[str, dict[str, float | No
             config = _config(epsilon)
             noise = NoiseSource(seed + 101)
             engine = _engine(config)
-            tracker = IncidentTracker(min_level=Level.MEDIUM, hold_seconds=HOLD)
             for sample in samples:
                 assessment = engine.assess(_sent(config, noise, sample.readings))
-                change = tracker.observe(assessment.level, [], float(sample.timestamp))
-                if (
-                    change is not None
-                    and tracker.incident is not None
-                    and event.start <= sample.timestamp <= event.end + TOLERANCE
-                    and change.transition is Transition.OPENED
-                ):
+                inside = event.start <= sample.timestamp <= event.end + TOLERANCE
+                if inside and _alarmed(scenario, assessment):
                     delays.append(sample.timestamp - event.start)
                     break
         out[scenario] = {

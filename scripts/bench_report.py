@@ -144,8 +144,8 @@ def alert_table(offline: dict[str, Any] | None, slow: dict[str, Any] | None) -> 
 def privacy_table(figures: dict[str, Any]) -> list[str]:
     """Return the privacy–utility rows."""
     lines = [
-        "| ε | σ temperature | fire: recall, median time to incident "
-        "| gas leak: recall, median time to incident | false alarms per node-week "
+        "| ε | σ temperature | fire: recall, median time to alarm "
+        "| gas leak: recall, median time to alarm | false alarms per node-week "
         "| anomaly F1 continuous / binary | occupancy per quarter hour guessed right "
         "(always guessing the likelier: …) |",
         "|---|---|---|---|---|---|---|",
@@ -195,7 +195,7 @@ def _privacy_plots(rows: list[dict[str, Any]], out: Path, written: list[Path]) -
         recall = [row["hazards"][scenario]["recall"] for row in rows]
         ax.plot(x, seconds, marker=marker, label=f"{scenario} (recall {min(recall):.0%}–"
                 f"{max(recall):.0%})")  # fmt: skip
-    _axis(ax, labels, noise, "median s to incident", "Hazard detection vs privacy")
+    _axis(ax, labels, noise, "median s to the alarm", "Hazard detection vs privacy")
     _save(fig, out / "privacy_hazards.png", written)
 
     fig, ax = plt.subplots(figsize=(6, 3.6))
