@@ -11,7 +11,7 @@ from iotshield_node.dataset import KINDS, Anomaly, generate, plan_anomalies
 from iotshield_node.privacy import PrivacyConfig
 import pytest
 
-from custom_components.iotshield.anomaly import AnomalyDetector, Verdict
+from custom_components.iotshield.anomaly import AnomalyDetector, Verdict, _motion_rule
 
 WARMUP = 7 * 24 * 60
 
@@ -44,10 +44,12 @@ def noisy_homes() -> tuple[tuple[list[Anomaly], dict[str, list[int]]], ...]:
     return tuple(results)
 
 
-@pytest.mark.parametrize("epsilon", [0.5, 0.0])
-def test_clean_weeks_are_not_flagged(epsilon: float) -> None:
+@pytest.mark.parametrize(("epsilon", "per_minute"), [(0.5, 1), (0.0, 1), (0.5, 12)])
+def test_clean_weeks_are_not_flagged(epsilon: float, per_minute: int) -> None:
     """Three weeks of a home without faults: no alarm after the warm-up week."""
-    samples, planned = generate(2001, weeks=3, epsilon=epsilon, anomalies=False)
+    samples, planned = generate(
+        2001, weeks=3, epsilon=epsilon, anomalies=False, per_minute=per_minute
+    )
     assert planned == []
     found = alarms(detector(epsilon), samples)
     late = {sensor: [m for m in minutes if m >= WARMUP] for sensor, minutes in found.items()}
@@ -66,6 +68,32 @@ def test_faults_are_caught_with_privacy_noise(kind: str) -> None:
             minutes = [m for s in fault.sensors for m in found.get(s, [])]
             caught += any(fault.start <= m < fault.end + 30 for m in minutes)
     assert caught >= 2, f"{kind}: caught {caught}"
+
+
+def test_motion_faults_are_caught_at_five_second_readings() -> None:
+    """Motion faults stand out at the node's default twelve readings a minute.
+
+    Randomized response flips about 1.4 of an empty minute's twelve readings to motion.
+    """
+    samples, planned = generate(11, weeks=4, epsilon=0.5, per_minute=12)
+    found = alarms(detector(0.5), samples)
+    for kind in ("false_trigger", "stuck_binary", "odd_hours"):
+        faults = [a for a in planned if a.kind == kind]
+        assert faults, kind
+        caught = [f for f in faults if any(f.start <= m < f.end + 30 for m in found.get("m", []))]
+        assert caught == faults, kind
+
+
+def test_motion_rule_counts_a_minute_as_moving() -> None:
+    """One reading, or no noise: any motion. Twelve noisy readings: clearly more than chance."""
+    needed, false_rate = _motion_rule(1, 0.1192)
+    assert (needed, round(false_rate, 4)) == (1, 0.1192)
+    assert _motion_rule(12, 0.0) == (1, 0.0)
+    needed, false_rate = _motion_rule(12, 0.1192)
+    assert needed == 4
+    # "Any motion" would count 78 % of empty minutes as moving.
+    assert 1 - (1 - 0.1192) ** 12 > 0.75
+    assert false_rate < 0.06
 
 
 def test_frozen_sensor_is_caught_without_noise() -> None:

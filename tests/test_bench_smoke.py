@@ -40,12 +40,12 @@ def test_anomaly_evaluation_runs(capsys: pytest.CaptureFixture[str]) -> None:
     """The README's evaluation command prints every fault kind, the totals and the seeds."""
     load("eval_anomaly").main(["--homes", "1", "--clean-homes", "1", "--weeks", "1.5"])
     out = capsys.readouterr().out
-    for fault in ("spike", "drift", "stuck", "surge", "flatline"):
-        assert f"| ε = 0.5 | {fault} | continuous |" in out
-        assert f"| off | {fault} | continuous |" in out
-    for fault in ("false_trigger", "stuck_binary", "odd_hours"):
-        assert f"| ε = 0.5 | {fault} | binary |" in out
-    assert "| ε = 0.5 | **all** | **continuous** |" in out
+    for setting in ("ε = 0.5, 5 s", "ε = 0.5, 1/min", "off, 1/min"):
+        for fault in ("spike", "drift", "stuck", "surge", "flatline"):
+            assert f"| {setting} | {fault} | continuous |" in out
+        for fault in ("false_trigger", "stuck_binary", "odd_hours"):
+            assert f"| {setting} | {fault} | binary |" in out
+        assert f"| {setting} | **all** | **continuous** |" in out
     assert "False alarms per node-week" in out
     assert "| LSTM autoencoder, binary sensors |" in out
 

@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+import functools
 import math
 from typing import Any, Final
 
@@ -40,6 +41,8 @@ ACCEPT_AFTER: Final = 24 * 60
 # Minutes of motion are counted over these windows: short bursts, an hour, an afternoon.
 MOTION_WINDOWS: Final = (20, 60, 180)
 MOTION_LIMIT: Final = 5.0
+# The share of the way from the flip rate to certainty a minute's motion readings must reach.
+MOTION_QUORUM: Final = 0.25
 STATE_VERSION: Final = 1
 # Anomalies alone raise at most this severity: hazards stay threshold-driven.
 MAX_ANOMALY_LEVEL: Final = Level.MEDIUM
@@ -275,6 +278,25 @@ class _Motion:
                 window.push(int(bit), float(high), float(low))
 
 
+@functools.cache
+def _motion_rule(readings: int, flip: float) -> tuple[int, float]:
+    """Return how many motion readings make a minute one with motion, and how often by chance.
+
+    Randomized response flips each reading with probability `flip`, so an empty minute of
+    twelve five-second readings says "motion" about 1.4 times at ε_m = 2: "any motion in the
+    minute" would be true of most empty minutes. A minute counts as moving when a quarter of
+    the way from `flip` to 1 - `flip` of its readings say so (one reading without noise).
+    """
+    if flip <= 0:
+        return 1, 0.0  # every reading is the sensor's own: any motion is motion
+    needed = max(1, math.ceil(readings * (flip + (1 - 2 * flip) * MOTION_QUORUM) - 1e-9))
+    false_rate = sum(
+        math.comb(readings, k) * flip**k * (1 - flip) ** (readings - k)
+        for k in range(needed, readings + 1)
+    )
+    return needed, false_rate
+
+
 @dataclass(frozen=True, slots=True)
 class Verdict:
     """The detector's view of one minute: an overall score and the sensors that alarm."""
@@ -305,8 +327,9 @@ class AnomalyDetector:
         self._minute: tuple[datetime, Bins] | None = None
         self._sums = dict.fromkeys(CONTINUOUS, 0.0)
         self._counts = dict.fromkeys(CONTINUOUS, 0)
-        self._moved = False
-        self._motion_seen = False
+        # Readings of the open minute that said motion, and that said anything about motion.
+        self._moving = 0
+        self._motion_readings = 0
         self.latest: Verdict | None = None
         # Minutes judged (or learned from) since start: tells a caller a minute has closed.
         self.minutes = 0
@@ -319,7 +342,7 @@ class AnomalyDetector:
         self._minute = None
         self._sums = dict.fromkeys(CONTINUOUS, 0.0)
         self._counts = dict.fromkeys(CONTINUOUS, 0)
-        self._moved = self._motion_seen = False
+        self._moving = self._motion_readings = 0
         self.latest = None
 
     @property
@@ -349,8 +372,8 @@ class AnomalyDetector:
                 self._counts[key] += 1
         motion = readings.get("m")
         if isinstance(motion, bool):
-            self._motion_seen = True
-            self._moved = self._moved or motion
+            self._motion_readings += 1
+            self._moving += motion
         return verdict
 
     def _close(self) -> Verdict | None:
@@ -368,11 +391,12 @@ class AnomalyDetector:
                 if found is not None:
                     findings.append(found)
             self._sums[key], self._counts[key] = 0.0, 0
-        if self._motion_seen:
-            found = self._motion.update(self._moved, bins, self._flip)
+        if self._motion_readings:
+            needed, false_rate = _motion_rule(self._motion_readings, self._flip)
+            found = self._motion.update(self._moving >= needed, bins, false_rate)
             if found is not None:
                 findings.append(found)
-        self._moved = self._motion_seen = False
+        self._moving = self._motion_readings = 0
         if not findings:
             self.latest = None
             return None

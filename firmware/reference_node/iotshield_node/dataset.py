@@ -158,8 +158,13 @@ def generate(
     anomalies: bool = True,
     warmup_days: float = 7.0,
     start: datetime = DEFAULT_START,
+    per_minute: int = 1,
 ) -> tuple[Iterator[Sample], list[Anomaly]]:
-    """Return one home's minute-by-minute telemetry as sent, and the faults injected into it."""
+    """Return one home's telemetry as sent, and the faults injected into it.
+
+    `per_minute` readings are sent each minute (12 is the node's default five seconds), each
+    with its own privacy noise; the home itself is modelled minute by minute.
+    """
     minutes = int(weeks * 7 * 24 * 60)
     planned = plan_anomalies(seed, minutes, int(warmup_days * 24 * 60), start) if anomalies else []
 
@@ -181,6 +186,8 @@ def generate(
                 active, frozen = pending.pop(0), raw
             if active is not None and frozen is not None:
                 raw = _inject(active, raw, minute, frozen, fault_rng)
-            yield Sample(minute, when, privatize(raw, privacy, noise))
+            for k in range(per_minute):
+                at = when + timedelta(seconds=k * 60 / per_minute)
+                yield Sample(minute, at, privatize(raw, privacy, noise))
 
     return samples(), planned
