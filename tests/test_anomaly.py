@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Callable, Iterable
 import functools
 import itertools
 import json
+from typing import Any
 
 from iotshield_node.dataset import KINDS, Anomaly, generate, plan_anomalies
 from iotshield_node.privacy import PrivacyConfig
@@ -94,6 +96,47 @@ def test_motion_rule_counts_a_minute_as_moving() -> None:
     # "Any motion" would count 78 % of empty minutes as moving.
     assert 1 - (1 - 0.1192) ** 12 > 0.75
     assert false_rate < 0.06
+
+
+def alarm_minutes_per_day(
+    samples: Iterable[object], sensor: str, change: Callable[[int, dict[str, Any]], None]
+) -> Counter[int]:
+    """Feed a noise-free detector readings changed by `change`; count alarm minutes a day."""
+    det = detector(0.0)
+    per_day: Counter[int] = Counter()
+    for sample in samples:
+        r = sample.sent  # type: ignore[attr-defined]
+        reading: dict[str, Any] = {"t": r.t, "h": r.h, "g": r.g, "l": r.l, "m": r.m}
+        change(sample.minute, reading)  # type: ignore[attr-defined]
+        verdict = det.add(sample.when, reading)  # type: ignore[attr-defined]
+        if verdict is not None and sensor in verdict.sensors:
+            per_day[(sample.minute - 1) // (24 * 60)] += 1  # type: ignore[attr-defined]
+    return per_day
+
+
+def test_a_lasting_change_becomes_the_new_normal() -> None:
+    """The heating set 3 °C higher alarms at first, then is learned, not alarmed every day."""
+    samples, _ = generate(2001, weeks=4, epsilon=0.0, anomalies=False)
+
+    def warmer(minute: int, reading: dict[str, Any]) -> None:
+        if minute >= 14 * 24 * 60:  # from the third Monday on
+            reading["t"] += 3.0
+
+    per_day = alarm_minutes_per_day(samples, "t", warmer)
+    assert per_day[14] > 0
+    # The first weekend after it is learned too; the week after is quiet.
+    assert [per_day[day] for day in range(20, 28)] == [0] * 8
+
+
+def test_a_coarse_sensor_is_not_taken_for_a_frozen_one() -> None:
+    """Whole degrees and percent (a DHT11 without noise) repeat for hours: that is no fault."""
+    samples, _ = generate(2001, weeks=3, epsilon=0.0, anomalies=False)
+
+    def whole(_minute: int, reading: dict[str, Any]) -> None:
+        reading["t"], reading["h"] = round(reading["t"]), round(reading["h"])
+
+    per_day = alarm_minutes_per_day(samples, "t", whole)
+    assert sum(per_day.values()) == 0, per_day
 
 
 def test_frozen_sensor_is_caught_without_noise() -> None:

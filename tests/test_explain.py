@@ -131,6 +131,9 @@ def test_every_anomaly_rule_has_a_text_and_reads_as_unusual() -> None:
     # A threshold hazard still names the incident when something is also unusual.
     fire = rule_explanation(context(rules=("fire", "anomaly_temperature")))
     assert fire.title.startswith("Fire detected")
+    # At LOW, a crossed threshold names it before something merely unusual.
+    low = Context("Hall node", None, Level.LOW, READINGS, ("anomaly_light", "gas_low"))
+    assert rule_explanation(low).title == "Slight gas increase – Hall node"
 
 
 def test_custom_prompt_and_broken_ones() -> None:

@@ -36,8 +36,14 @@ MIN_SCALE: Final[Mapping[str, float]] = {"t": 0.25, "h": 1.0, "g": 0.01, "l": 15
 # rhythm); a baseline learned over days cannot know it yet, and it is no anomaly.
 DAY_SPREAD: Final[Mapping[str, float]] = {"t": 0.6, "h": 3.0, "g": 0.01, "l": 30.0}
 FROZEN_MINUTES: Final = 15
-# A deviation lasting this long is the new normal: learning resumes.
-ACCEPT_AFTER: Final = 24 * 60
+# ... or this many times the longest run of one value the sensor showed lately, if longer.
+FROZEN_RUNS: Final = 2
+RUN_FADE: Final = 0.5 ** (1 / (7 * 24 * 60))  # per minute: half of it is forgotten in a week
+FROZEN_LEARN: Final = 5 * 24 * 60
+# Minutes scoring this much of the alarm threshold or more are not learned.
+LEARN_BELOW: Final = 0.5
+# A deviation that outweighs ordinary minutes by this many is the new normal: learning resumes.
+ACCEPT_AFTER: Final = 12 * 60
 # Minutes of motion are counted over these windows: short bursts, an hour, an afternoon.
 MOTION_WINDOWS: Final = (20, 60, 180)
 MOTION_LIMIT: Final = 5.0
@@ -84,7 +90,19 @@ class Finding:
 class _Continuous:
     """Seasonal baseline and residual averages of one continuous sensor."""
 
-    __slots__ = ("alarm_minutes", "fast", "last", "mean", "n", "repeats", "sensor", "slow", "var")
+    __slots__ = (
+        "alarm_minutes",
+        "fast",
+        "last",
+        "longest",
+        "mean",
+        "n",
+        "repeats",
+        "sensor",
+        "slow",
+        "var",
+        "watched",
+    )
 
     def __init__(self, sensor: str) -> None:
         """Start with empty bins: 48 day-type×hour bins and 24 all-days bins."""
@@ -97,6 +115,10 @@ class _Continuous:
         self.alarm_minutes = 0
         self.last: float | None = None
         self.repeats = 0
+        # The longest run of one value seen lately (minutes, fading over weeks): a coarse
+        # sensor (a DHT11 reads whole degrees) repeats itself for hours in a quiet night.
+        self.longest = 0.0
+        self.watched = 0  # minutes seen, up to FROZEN_LEARN
 
     def _learn(self, index: int, value: float) -> None:
         """Update one bin's mean and variance (Welford first, then exponential)."""
@@ -105,6 +127,21 @@ class _Continuous:
         delta = value - self.mean[index]
         self.mean[index] += alpha * delta
         self.var[index] = (1 - alpha) * (self.var[index] + alpha * delta * delta)
+
+    def _frozen_score(self, value: float) -> float:
+        """Score how far a run of one value exceeds what this sensor does when it is fine."""
+        limit = max(FROZEN_MINUTES, FROZEN_RUNS * self.longest)
+        self.watched = min(self.watched + 1, FROZEN_LEARN)
+        if value == self.last and value != 0:
+            self.repeats += 1
+        else:
+            # A run that ended without raising an alarm is one this sensor does when fine.
+            if self.repeats < limit:
+                self.longest = max(self.longest, float(self.repeats))
+            self.repeats = 0
+        self.longest *= RUN_FADE
+        # Runs are judged once the sensor's quiet nights and weekends have been seen.
+        return self.repeats / limit if self.watched >= FROZEN_LEARN else 0.0
 
     def update(self, value: float, bins: Bins, noise: float) -> Finding | None:
         """Judge one minute's mean; None while the baseline is still warming up."""
@@ -125,23 +162,27 @@ class _Continuous:
             self.fast += FAST_ALPHA * (z - self.fast)
             self.slow += SLOW_ALPHA * (z - self.slow)
             score = max(abs(self.fast) / FAST_LIMIT, abs(self.slow) / SLOW_LIMIT)
-            # A live sensor jitters: the very same value minute after minute is a frozen one.
-            # (The node's privacy noise hides this; it can only be seen with the noise off.)
-            # Zero is where dark rooms and clean air sit naturally: not evidence of a frozen one.
-            self.repeats = self.repeats + 1 if value == self.last and value != 0 else 0
-            score = max(score, self.repeats / FROZEN_MINUTES)
+            # A live sensor jitters: the very same value far longer than this sensor usually
+            # keeps one is a frozen sensor. (The node's privacy noise hides this; it can only
+            # be seen with the noise off.) Zero is where dark rooms and clean air sit
+            # naturally: not evidence of a frozen one.
+            score = max(score, self._frozen_score(value))
             main = (
                 self.fast
                 if abs(self.fast) / FAST_LIMIT >= abs(self.slow) / SLOW_LIMIT
                 else self.slow
             )
             finding = Finding(self.sensor, score, 1 if main >= 0 else -1)
-            self.alarm_minutes = self.alarm_minutes + 1 if finding.anomalous else 0
+            # How much of the recent past was too unusual to learn: up by one for each such
+            # minute, down by one for each ordinary one. A lasting change (a new thermostat
+            # setting) climbs past ACCEPT_AFTER even though noise lets some minutes look normal.
+            unlearned = finding.score >= LEARN_BELOW
+            self.alarm_minutes = max(0, self.alarm_minutes + (1 if unlearned else -1))
         # Do not learn a fault as normal, unless it has lasted so long that it is the new normal.
         self.last = value
         # A bin still warming up always learns: how weekends differ must be learned even while
         # they are judged against all days.
-        learn = finding is None or finding.score < 0.5 or self.alarm_minutes > ACCEPT_AFTER  # noqa: PLR2004
+        learn = finding is None or finding.score < LEARN_BELOW or self.alarm_minutes > ACCEPT_AFTER
         for index in (specific, general):
             if learn or self.n[index] < WARMUP_SAMPLES:
                 self._learn(index, value)
@@ -150,12 +191,14 @@ class _Continuous:
     def as_dict(self) -> dict[str, Any]:
         """Return the JSON form."""
         return {
-            "mean": self.mean,
-            "var": self.var,
-            "n": self.n,
+            "mean": list(self.mean),
+            "var": list(self.var),
+            "n": list(self.n),
             "fast": self.fast,
             "slow": self.slow,
             "alarm": self.alarm_minutes,
+            "longest": self.longest,
+            "watched": self.watched,
         }
 
     def restore(self, data: Mapping[str, Any]) -> None:
@@ -168,6 +211,8 @@ class _Continuous:
         self.n = [int(v) for v in n]
         self.fast, self.slow = float(data["fast"]), float(data["slow"])
         self.alarm_minutes = int(data["alarm"])
+        self.longest = float(data.get("longest", 0.0))
+        self.watched = int(data.get("watched", 0))
 
 
 class _Window:
@@ -260,8 +305,8 @@ class _Motion:
     def as_dict(self) -> dict[str, Any]:
         """Return the JSON form."""
         return {
-            "rate": self.rate,
-            "n": self.n,
+            "rate": list(self.rate),
+            "n": list(self.n),
             "window": [list(item) for item in self.windows[-1].items],
         }
 

@@ -410,18 +410,23 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
     @callback
     def _save_state(self) -> None:
         """Write the state soon; Home Assistant also flushes it when it stops."""
-        self._store.async_delay_save(self._stored_data, STATE_SAVE_DELAY)
+        # Taken now, on the event loop: the store serialises it in a worker thread, while the
+        # loop goes on changing the live objects.
+        snapshot = self._stored_data()
+        self._store.async_delay_save(lambda: snapshot, STATE_SAVE_DELAY)
 
-    async def async_flush(self) -> None:
-        """Write the state and the learned baseline now (on unload)."""
+    async def async_flush(self, *, baseline: bool = True) -> None:
+        """Write the state now, and the learned baseline unless told not to (on unload)."""
         await self._store.async_save(self._stored_data())
-        await self._baseline_store.async_save(self.anomaly.as_dict())
+        if baseline:
+            await self._baseline_store.async_save(self.anomaly.as_dict())
 
     @callback
     def _save_baseline(self, delay: float) -> None:
-        """Write the learned baseline after `delay` seconds."""
+        """Write the learned baseline after `delay` seconds, as it is now."""
         self._baseline_saved_at = time.monotonic()
-        self._baseline_store.async_delay_save(self.anomaly.as_dict, delay)
+        snapshot = self.anomaly.as_dict()
+        self._baseline_store.async_delay_save(lambda: snapshot, delay)
 
     @callback
     def async_relearn(self) -> None:
@@ -444,7 +449,8 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
             # Never below a previous counter, even if the stored one was lost.
             self._command_ctr = max(self._command_ctr + 1, int(time.time() * 1000))
             ctr = self._command_ctr
-            await self.async_flush()
+            # Only the counter must be on disk before the command leaves.
+            await self.async_flush(baseline=False)
             payload = await self.hass.async_add_executor_job(
                 sign_command, self._signing_key, self.node_id, ctr, command, args
             )

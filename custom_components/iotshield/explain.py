@@ -223,20 +223,23 @@ def format_value(name: str, value: float | bool | None) -> str:
     return f"{value:.{digits}f} {unit}".strip()
 
 
-def _main_rule(rules: tuple[str, ...]) -> str | None:
+def _main_rule(rules: tuple[str, ...], level: Level) -> str | None:
     """Return the rule that best names the hazard: compound rules first, then the worst."""
     known = [rule for rule in rules if rule in RULE_TEXTS]
     if not known:
         return None
-    # RULE_TEXTS lists rules from most to least serious, except that a LOW threshold rule
-    # (motion seen, a comfort range left) says less than an anomaly, which is up to MEDIUM.
+    # RULE_TEXTS lists rules from most to least serious, anomalies last. Above LOW, an anomaly
+    # (up to MEDIUM) says more than a LOW threshold rule (motion seen, a comfort range left);
+    # at LOW, a threshold that was crossed says more than something merely unusual.
     order = list(RULE_TEXTS)
-    return min(known, key=lambda rule: (rule.endswith("_low"), order.index(rule)))
+    if level > Level.LOW:
+        return min(known, key=lambda rule: (rule.endswith("_low"), order.index(rule)))
+    return min(known, key=order.index)
 
 
 def rule_explanation(context: Context) -> Explanation:
     """Explain an incident from its rules alone: instant, offline and always available."""
-    main = _main_rule(context.rules)
+    main = _main_rule(context.rules, context.level)
     title, text, action = RULE_TEXTS[main] if main else FALLBACK_TEXT
     where = context.node if context.room is None else f"{context.node} ({context.room})"
     shown = [
