@@ -72,6 +72,7 @@ def test_benchmarks_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     # Every reading published reached Home Assistant, and every alert was delivered.
     latency = json.loads((figures / "latency.json").read_text())
     assert {size: row["messages"] for size, row in latency["sizes"].items()} == {"1": 3, "3": 9}
+    assert all(row["sent"] == row["messages"] for row in latency["sizes"].values())
     assert latency["burst"]["delivered"] == latency["burst"]["messages"] == 15
     ingestion = json.loads((figures / "ingestion.json").read_text())
     assert ingestion["v2_per_s"] > 0
@@ -80,7 +81,7 @@ def test_benchmarks_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert slow["explained_ms"]["p50"] >= slow["llm_delay_s"] * 1000
     for row in (
         "| v2 messages through Home Assistant",
-        "| 3 nodes × 1 Hz | 9 |",
+        "| 3 nodes × 1 Hz | 9 / 9 |",
         "| burst: 15 messages at once",
         "| event | offline |",
         "| LLM explanation (event `explained`) |",
