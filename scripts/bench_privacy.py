@@ -31,6 +31,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "firmware" / "reference_node"), str(ROOT / "scripts")]
 
+from bench_report import privacy_table  # noqa: E402
 from eval_anomaly import evaluate, scores  # noqa: E402
 from iotshield_node.privacy import NoiseSource, PrivacyConfig, privatize  # noqa: E402
 from iotshield_node.simulation import DEFAULT_START, Home, simulate  # noqa: E402
@@ -214,30 +215,6 @@ def run(quick: bool) -> dict[str, Any]:
     return {"quick": quick, "rows": rows}
 
 
-def table(result: dict[str, Any]) -> str:
-    """Return the trade-off as a Markdown table."""
-    lines = [
-        "| ε | σ temperature (°C) | fire recall / median s | gas leak recall / median s "
-        "| false alarms per node-week | anomaly F1 continuous / binary "
-        "| occupancy reconstructed (chance) |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for row in result["rows"]:
-        cells = []
-        for scenario in ("fire", "gas_leak"):
-            h = row["hazards"][scenario]
-            median = "–" if h["median_seconds"] is None else f"{h['median_seconds']:.0f}"
-            cells.append(f"{h['recall']:.2f} / {median}")
-        f1 = row["anomaly_f1"]
-        occ = row["occupancy"]
-        lines.append(
-            f"| {row['epsilon']} | {row['sigma_t']:g} | {cells[0]} | {cells[1]} "
-            f"| {row['false_alarms_per_week']:.2f} | {f1['continuous']:.2f} / {f1['binary']:.2f} "
-            f"| {occ['accuracy']:.2f} ({occ['chance']:.2f}) |"
-        )
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Measure, print the table and optionally write the figures as JSON."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -245,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
     result = run(args.quick)
-    print(table(result))
+    print("\n".join(privacy_table(result)))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 import gc
 import json
 import math
@@ -104,34 +105,25 @@ def seq_of(state: str) -> int:
     return round((float(state) - 30.0) * 100)
 
 
-def v2_entry(node_id: str, key: rsa.RSAPrivateKey, identity: ec.EllipticCurvePrivateKey) -> Any:
-    """Return a config entry of a v2 node."""
+def node_entry(
+    node_id: str,
+    key: rsa.RSAPrivateKey,
+    identity: ec.EllipticCurvePrivateKey | None = None,
+    options: dict[str, Any] | None = None,
+) -> Any:
+    """Return a config entry of a node: v2 when its identity key is given, else v1."""
+    data = {
+        CONF_NODE_ID: node_id,
+        CONF_TOPIC_PREFIX: "iotshield",
+        CONF_PRIVATE_KEY: private_key_pem(key),
+    }
+    if identity is not None:
+        data |= {CONF_PROTOCOL: 2, CONF_NODE_KEY: node_key_b64(identity)}
     return MockConfigEntry(
         domain=DOMAIN,
         title=node_id,
         unique_id=node_id,
-        data={
-            CONF_NODE_ID: node_id,
-            CONF_TOPIC_PREFIX: "iotshield",
-            CONF_PRIVATE_KEY: private_key_pem(key),
-            CONF_PROTOCOL: 2,
-            CONF_NODE_KEY: node_key_b64(identity),
-        },
-        options={"publish_interval": 1, "stale_intervals": 30, "legacy_topic": False},
-    )
-
-
-def v1_entry(node_id: str, key: rsa.RSAPrivateKey, options: dict[str, Any] | None = None) -> Any:
-    """Return a config entry of a v1 node."""
-    return MockConfigEntry(
-        domain=DOMAIN,
-        title=node_id,
-        unique_id=node_id,
-        data={
-            CONF_NODE_ID: node_id,
-            CONF_TOPIC_PREFIX: "iotshield",
-            CONF_PRIVATE_KEY: private_key_pem(key),
-        },
+        data=data,
         options={"publish_interval": 1, "stale_intervals": 30, "legacy_topic": False}
         | (options or {}),
     )
@@ -167,7 +159,7 @@ class StallMonitor:
         self.lateness: list[float] = []
         self.gc_pauses: list[float] = []
         self._gc_started = 0.0
-        self._gc_total = 0.0
+        self.gc_total = 0.0
         self._task: asyncio.Task[None] | None = None
 
     def _on_gc(self, phase: str, _info: dict[str, Any]) -> None:
@@ -177,16 +169,16 @@ class StallMonitor:
         else:
             pause = time.perf_counter() - self._gc_started
             self.gc_pauses.append(pause)
-            self._gc_total += pause
+            self.gc_total += pause
 
     async def _run(self) -> None:
         """Sleep 1 ms again and again, recording how much later than asked it wakes up."""
         loop = asyncio.get_running_loop()
         while True:
             asked = loop.time()
-            collected = self._gc_total
+            collected = self.gc_total
             await asyncio.sleep(0.001)
-            late = loop.time() - asked - 0.001 - (self._gc_total - collected)
+            late = loop.time() - asked - 0.001 - (self.gc_total - collected)
             self.lateness.append(max(late, 0.0))
 
     def __enter__(self) -> StallMonitor:
@@ -231,12 +223,12 @@ class OnLoopTimer:
         original = getattr(cls, name)
 
         def wrapper(obj: Any, *args: Any) -> Any:
-            collected = self.monitor._gc_total
+            collected = self.monitor.gc_total
             started = time.perf_counter()
             try:
                 return original(obj, *args)
             finally:
-                spent = time.perf_counter() - started - (self.monitor._gc_total - collected)
+                spent = time.perf_counter() - started - (self.monitor.gc_total - collected)
                 if decode:
                     self._decode = spent
                 else:
@@ -320,8 +312,8 @@ async def test_ingestion(hass: HomeAssistant, private_key: rsa.RSAPrivateKey) ->
     own_v1_us = (time.perf_counter() - v1_started) / len(v1_payloads) * 1e6
 
     # Through Home Assistant: MQTT message in, every entity of the node updated.
-    await add(hass, v2_entry("benchv2", private_key, identity))
-    await add(hass, v1_entry("benchv1", private_key))
+    await add(hass, node_entry("benchv2", private_key, identity))
+    await add(hass, node_entry("benchv1", private_key))
     await hass.async_block_till_done()
     node = V2Sender("benchv2", identity, public, StoredCounters(None))
     await feed(hass, "iotshield/benchv2/sensors/data", [node.open_session()])
@@ -358,11 +350,9 @@ async def test_ingestion(hass: HomeAssistant, private_key: rsa.RSAPrivateKey) ->
     )
 
 
-def datetime_at(seconds: int) -> Any:
-    """Return a local moment `seconds` after a Monday midnight."""
-    from datetime import datetime, timedelta  # noqa: PLC0415
-
-    return datetime(2026, 6, 1) + timedelta(seconds=seconds)  # noqa: DTZ001
+def datetime_at(seconds: int) -> datetime:
+    """Return a moment `seconds` after a Monday midnight."""
+    return datetime(2026, 6, 1, tzinfo=UTC) + timedelta(seconds=seconds)
 
 
 def rss_bytes() -> int:
@@ -425,7 +415,7 @@ async def test_end_to_end_latency(
         while len(nodes) < size:
             node_id = f"n{len(nodes):02d}"
             identity = ec.generate_private_key(ec.SECP256R1())
-            await add(hass, v2_entry(node_id, private_key, identity))
+            await add(hass, node_entry(node_id, private_key, identity))
             nodes[node_id] = V2Sender(node_id, identity, public, StoredCounters(None))
         await hass.async_block_till_done()
         # Home Assistant's MQTT client sends new subscriptions after a short cooldown.
@@ -514,7 +504,7 @@ async def test_alert_latency(
     url = ollama_server.url if llm == "slow" else f"http://127.0.0.1:{free_port()}"
     await add(
         hass,
-        v1_entry(
+        node_entry(
             "alarm",
             private_key,
             {

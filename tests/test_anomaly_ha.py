@@ -47,6 +47,18 @@ def baseline_key(entry: MockConfigEntry) -> str:
     return f"iotshield.{entry.entry_id}.baseline"
 
 
+def store_baseline(
+    hass_storage: dict[str, Any], entry: MockConfigEntry, data: dict[str, Any]
+) -> None:
+    """Put a learned baseline into Home Assistant's storage for an entry."""
+    hass_storage[baseline_key(entry)] = {
+        "version": 1,
+        "minor_version": 1,
+        "key": baseline_key(entry),
+        "data": data,
+    }
+
+
 def calm(rng: random.Random) -> dict[str, Any]:
     """Return one calm reading of this kitchen, with a live sensor's jitter."""
     return {
@@ -131,12 +143,7 @@ def learned(
 ) -> dict[str, Any]:
     """Store four days of a calm kitchen as the entry's learned baseline."""
     data = learned_days(4, now.replace(second=0))
-    hass_storage[baseline_key(mock_config_entry)] = {
-        "version": 1,
-        "minor_version": 1,
-        "key": baseline_key(mock_config_entry),
-        "data": data,
-    }
+    store_baseline(hass_storage, mock_config_entry, data)
     return data
 
 
@@ -292,12 +299,7 @@ async def test_a_broken_baseline_is_learned_anew(
     broken = AnomalyDetector().as_dict()
     broken["continuous"]["t"]["mean"] = [0.0] * 5
     assert broken["version"] == STATE_VERSION
-    hass_storage[baseline_key(mock_config_entry)] = {
-        "version": 1,
-        "minor_version": 1,
-        "key": baseline_key(mock_config_entry),
-        "data": broken,
-    }
+    store_baseline(hass_storage, mock_config_entry, broken)
     await setup_entry(hass, mock_config_entry)
     assert mock_config_entry.state is ConfigEntryState.LOADED
     assert "learned baseline of kitchen could not be read" in caplog.text
