@@ -507,7 +507,7 @@ async def test_alert_latency(
         node_entry(
             "alarm",
             private_key,
-            {
+            options={
                 CONF_HOLD_TIME: 0,
                 CONF_LLM_ENABLED: True,
                 CONF_LLM_URL: url,
