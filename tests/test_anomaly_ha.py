@@ -16,7 +16,7 @@ from homeassistant.const import (
     STATE_ON,
     STATE_UNKNOWN,
 )
-from homeassistant.core import Event, HomeAssistant
+from homeassistant.core import Event, HomeAssistant, callback
 from homeassistant.util import dt as dt_util
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
@@ -150,7 +150,7 @@ def learned(
 def incident_events(hass: HomeAssistant) -> list[Event]:
     """Collect the incident-opened events."""
     seen: list[Event] = []
-    hass.bus.async_listen("iotshield_incident_opened", seen.append)
+    hass.bus.async_listen("iotshield_incident_opened", callback(lambda event: seen.append(event)))
     return seen
 
 

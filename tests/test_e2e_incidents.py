@@ -12,7 +12,7 @@ import shutil
 import subprocess
 
 from homeassistant.components import persistent_notification
-from homeassistant.core import Event, HomeAssistant
+from homeassistant.core import Event, HomeAssistant, callback
 from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers import device_registry as dr
 import pytest
@@ -52,7 +52,9 @@ async def test_discovery_to_notification_and_broker_restart(
     nodes: list[subprocess.Popen[bytes]] = []
     events: list[Event] = []
     for name in TRANSITIONS:
-        hass.bus.async_listen(f"iotshield_incident_{name}", events.append)
+        hass.bus.async_listen(
+            f"iotshield_incident_{name}", callback(lambda event: events.append(event))
+        )
     try:
         broker = brokers[0]
         mqtt_entry = await connect_home_assistant(hass, broker)
