@@ -63,9 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     raw_rsa = ha_key.public_key().encrypt(b"x" * 32, OAEP)
 
     sender = V2Sender("kitchen", identity, ha_key.public_key(), StoredCounters(None))
-    session_payload = sender.open_session()
     node_key = load_node_key(node_key_b64(identity))
     receiver = V2Receiver("kitchen", node_key, [ha_key], V2State())
+    sender.challenge = receiver.issue_challenge()
+    session_payload = sender.open_session()
     session_msg = parse_v2_envelope(session_payload)
     assert isinstance(session_msg, SessionMessage)
     receiver.accept_session(session_msg, receiver.verify_session(session_msg))

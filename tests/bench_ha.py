@@ -135,6 +135,17 @@ async def add(hass: HomeAssistant, entry: MockConfigEntry) -> None:
     assert await hass.config_entries.async_setup(entry.entry_id)
 
 
+def answering(hass: HomeAssistant, sender: V2Sender) -> V2Sender:
+    """Give a node the challenge its entry issues, as if it had received its open_session."""
+    for entry in hass.config_entries.async_entries(DOMAIN):
+        if entry.data[CONF_NODE_ID] == sender.node_id:
+            receiver = entry.runtime_data.receiver
+            assert receiver is not None
+            sender.challenge = receiver.issue_challenge()
+            return sender
+    raise AssertionError(f"no entry for {sender.node_id}")
+
+
 def rate(operation: Callable[[], object], seconds: float) -> float:
     """Return calls per second of an operation run for about `seconds` on this core."""
     calls = 0
@@ -288,6 +299,7 @@ async def test_ingestion(hass: HomeAssistant, private_key: rsa.RSAPrivateKey) ->
     # AES-GCM, validate, severity, anomaly detector.
     sender = V2Sender("plain", identity, public, StoredCounters(None))
     receiver = V2Receiver("plain", load_node_key(node_key_b64(identity)), [private_key], V2State())
+    sender.challenge = receiver.issue_challenge()
     session = parse_v2_envelope(sender.open_session())
     receiver.accept_session(session, receiver.verify_session(session))  # type: ignore[arg-type]
     messages = [sender.seal(plaintext("plain", i)) for i in range(1, 20001 if not QUICK else 2001)]
@@ -315,7 +327,7 @@ async def test_ingestion(hass: HomeAssistant, private_key: rsa.RSAPrivateKey) ->
     await add(hass, node_entry("benchv2", private_key, identity))
     await add(hass, node_entry("benchv1", private_key))
     await hass.async_block_till_done()
-    node = V2Sender("benchv2", identity, public, StoredCounters(None))
+    node = answering(hass, V2Sender("benchv2", identity, public, StoredCounters(None)))
     await feed(hass, "iotshield/benchv2/sensors/data", [node.open_session()])
     v2_payloads = [node.seal(plaintext("benchv2", i)) for i in range(1, count_v2 + 1)]
     v1_in = [seal_v1(plaintext("benchv1", i), public) for i in range(1, count_v1 + 1)]
@@ -416,7 +428,9 @@ async def test_end_to_end_latency(
             node_id = f"n{len(nodes):02d}"
             identity = ec.generate_private_key(ec.SECP256R1())
             await add(hass, node_entry(node_id, private_key, identity))
-            nodes[node_id] = V2Sender(node_id, identity, public, StoredCounters(None))
+            nodes[node_id] = answering(
+                hass, V2Sender(node_id, identity, public, StoredCounters(None))
+            )
         await hass.async_block_till_done()
         # Home Assistant's MQTT client sends new subscriptions after a short cooldown.
         await asyncio.sleep(2)

@@ -2,8 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+import json
+from typing import Any
+from unittest.mock import MagicMock
+
 from homeassistant.core import HomeAssistant
-from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_mqtt_message
+from homeassistant.util import dt as dt_util
+from pytest_homeassistant_custom_component.common import (
+    MockConfigEntry,
+    async_fire_mqtt_message,
+    async_fire_time_changed,
+)
+
+from custom_components.iotshield.const import FIRST_SESSION_FALLBACK
 
 # The node's readings (and the time of the last one): what bad input must never change.
 READING_ENTITIES = (
@@ -29,3 +41,31 @@ async def publish(hass: HomeAssistant, topic: str, payload: bytes | str) -> None
     async_fire_mqtt_message(hass, topic, payload)
     # Decryption runs in a background task and the executor.
     await hass.async_block_till_done(wait_background_tasks=True)
+
+
+def sent_commands(mqtt_mock: MagicMock, node_id: str = "kitchen") -> list[dict[str, Any]]:
+    """Return the bodies of the commands Home Assistant published to a node, oldest first."""
+    bodies = []
+    for call in mqtt_mock.async_publish.call_args_list:
+        topic, payload = call[0][0], call[0][1]
+        if topic != f"iotshield/{node_id}/control/commands":
+            continue
+        doc = json.loads(payload)
+        bodies.append(json.loads(doc["body"]) if "body" in doc else doc)
+    return bodies
+
+
+async def first_challenge(hass: HomeAssistant, mqtt_mock: MagicMock) -> str:
+    """Let Home Assistant ask for its first session, and return the challenge it sent."""
+    # Without a retained status (or word from newer MQTT clients) the first request follows a
+    # short fallback timer; Home Assistant asks only once either way.
+    async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=FIRST_SESSION_FALLBACK + 1))
+    await hass.async_block_till_done(wait_background_tasks=True)
+    return latest_challenge(mqtt_mock)
+
+
+def latest_challenge(mqtt_mock: MagicMock) -> str:
+    """Return the challenge of the newest open_session Home Assistant sent."""
+    requests = [body for body in sent_commands(mqtt_mock) if body["cmd"] == "open_session"]
+    assert requests, "Home Assistant asked for no session"
+    return str(requests[-1]["args"]["ch"])

@@ -104,21 +104,24 @@ async def test_never_heard_node_goes_stale(
     assert _unavailable(hass) == set(NODE_ENTITIES)
 
 
-async def test_announced_interval_sets_staleness(
+async def test_announced_interval_never_lengthens_staleness(
     hass: HomeAssistant,
     mock_config_entry: MockConfigEntry,
     private_key: rsa.RSAPrivateKey,
     freezer: FrozenDateTimeFactory,
 ) -> None:
-    """A node that announces a 60 s interval is allowed three minutes of silence."""
+    """A node announcing 60 s still goes unavailable after three configured 5 s intervals.
+
+    The status topic is unsigned (PROTOCOL.md §5): its interval must not hide a silent node.
+    """
     await setup_entry(hass, mock_config_entry)
     await publish(hass, STATUS_TOPIC, b'{"state":"online","node":"kitchen","interval":60}')
     await publish(hass, DATA_TOPIC, encrypt(private_key.public_key(), telemetry()))
-    freezer.tick(timedelta(seconds=170))
+    freezer.tick(timedelta(seconds=14))
     async_fire_time_changed(hass)
     await hass.async_block_till_done()
     assert _unavailable(hass) == set()
-    freezer.tick(timedelta(seconds=11))
+    freezer.tick(timedelta(seconds=2))
     async_fire_time_changed(hass)
     await hass.async_block_till_done()
     assert _unavailable(hass) == set(NODE_ENTITIES)

@@ -93,6 +93,8 @@ def test_every_reason_has_a_case() -> None:
         Rejection.BAD_SIGNATURE,
         Rejection.AUTH_FAILED,
         Rejection.DOWNGRADE,
+        Rejection.STALE_SESSION,
+        Rejection.UNAUTHENTICATED_STATUS,
     }
     assert {reason for _, reason, _ in BAD_PAYLOADS} == set(Rejection) - {
         Rejection.OVERLOADED

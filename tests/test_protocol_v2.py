@@ -46,16 +46,33 @@ def identity() -> ec.EllipticCurvePrivateKey:
 
 
 @pytest.fixture
-def sender(identity: ec.EllipticCurvePrivateKey, private_key: rsa.RSAPrivateKey) -> V2Sender:
-    """Make the node's side."""
-    return V2Sender("kitchen", identity, private_key.public_key(), StoredCounters(None))
-
-
-@pytest.fixture
 def receiver(identity: ec.EllipticCurvePrivateKey, private_key: rsa.RSAPrivateKey) -> V2Receiver:
     """Make Home Assistant's side, with the node's key pinned."""
     node_key = load_node_key(node_key_b64(identity))
     return V2Receiver("kitchen", node_key, [private_key], V2State())
+
+
+@pytest.fixture
+def sender(
+    identity: ec.EllipticCurvePrivateKey, private_key: rsa.RSAPrivateKey, receiver: V2Receiver
+) -> V2Sender:
+    """Make the node's side, holding the challenge Home Assistant sent it."""
+    node = V2Sender("kitchen", identity, private_key.public_key(), StoredCounters(None))
+    node.challenge = receiver.issue_challenge()
+    return node
+
+
+CHALLENGE = "AAECAwQFBgcICQoLDA0ODw=="
+
+
+def receiver_expecting(
+    node_key: ec.EllipticCurvePublicKey, keys: list[rsa.RSAPrivateKey], challenge: str
+) -> V2Receiver:
+    """Return a new Home Assistant side that has sent `challenge` to the node."""
+    receiver = V2Receiver("kitchen", node_key, keys, V2State())
+    # As if issue_challenge() had drawn this one: recorded messages can then be replayed.
+    receiver._challenges.append(challenge)
+    return receiver
 
 
 def deliver(receiver: V2Receiver, payload: bytes) -> Telemetry | None:
@@ -125,11 +142,20 @@ def test_state_survives_a_restart(sender: V2Sender, receiver: V2Receiver) -> Non
     deliver(receiver, captured)
     stored = json.loads(json.dumps(receiver.state.as_dict()))
     restarted = V2Receiver(
-        "kitchen", receiver._node_key, receiver._ha_keys, V2State.from_dict(stored)
+        "kitchen",
+        receiver._node_key,
+        receiver._ha_keys,
+        V2State.from_dict(stored),
+        revision=receiver.revision,
     )
-    assert _reason(restarted, captured) is Rejection.REPLAYED
+    assert _reason(restarted, captured) is Rejection.UNKNOWN_SESSION
     assert _reason(restarted, session) is Rejection.REPLAYED
-    assert isinstance(deliver(restarted, sender.seal(_plaintext(2))), Telemetry)
+    # A revision-1 node's data count only in a session opened since the restart (§12.3).
+    assert _reason(restarted, sender.seal(_plaintext(2))) is Rejection.UNKNOWN_SESSION
+    sender.challenge = restarted.issue_challenge()
+    deliver(restarted, sender.open_session())
+    assert _reason(restarted, captured) is Rejection.UNKNOWN_SESSION
+    assert isinstance(deliver(restarted, sender.seal(_plaintext(3))), Telemetry)
 
 
 def test_rotation_keeps_in_flight_data(sender: V2Sender, receiver: V2Receiver) -> None:
@@ -166,7 +192,7 @@ def test_every_bit_flip_is_refused(sender: V2Sender, receiver: V2Receiver) -> No
         for index in range(len(message) * 8):
             mutated = bytearray(message)
             mutated[index // 8] ^= 1 << (index % 8)
-            probe = V2Receiver("kitchen", receiver._node_key, receiver._ha_keys, V2State())
+            probe = receiver_expecting(receiver._node_key, receiver._ha_keys, sender.challenge)
             if message is data:
                 deliver(probe, session)
             with pytest.raises(PayloadRejected):
@@ -182,7 +208,7 @@ def test_downgrade_and_framing() -> None:
         b'{"v":2,"type":"data","sid":0,"ctr":1,"ct":""}': Rejection.OUT_OF_RANGE,
         b'{"v":2,"type":"data","sid":1,"ctr":"1","ct":""}': Rejection.MALFORMED,
         b'{"v":2,"type":"session","sid":1,"ek":"***","sig":""}': Rejection.MALFORMED,
-        b"x" * 2000: Rejection.OVERSIZE,
+        b"x" * 3000: Rejection.OVERSIZE,
     }
     for payload, reason in cases.items():
         with pytest.raises(PayloadRejected) as info:
@@ -224,6 +250,7 @@ def captured(
 ) -> tuple[bytes, bytes]:
     """Capture one valid session message and one data message (fixed for the whole run)."""
     sender = V2Sender("kitchen", identity, private_key.public_key(), StoredCounters(None))
+    sender.challenge = CHALLENGE
     return sender.open_session(), sender.seal(_plaintext(1))
 
 
@@ -241,7 +268,7 @@ def test_random_mutations_never_accepted(
     session, data_message = captured
     node_key = load_node_key(node_key_b64(identity))
     message = data.draw(st.sampled_from([session, data_message]))
-    receiver = V2Receiver("kitchen", node_key, [private_key], V2State())
+    receiver = receiver_expecting(node_key, [private_key], CHALLENGE)
     if message is data_message:
         deliver(receiver, session)
     mutated = _mutate(message, data)

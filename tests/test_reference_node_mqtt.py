@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 import shutil
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 from iotshield_node.v2 import load_or_create_identity, node_key_b64
@@ -14,9 +16,11 @@ import pytest
 from custom_components.iotshield.keys import public_key_pem
 from custom_components.iotshield.protocol import PayloadRejected, Rejection, Telemetry
 from custom_components.iotshield.protocol_v2 import (
+    DataMessage,
     SessionMessage,
     V2Receiver,
     V2State,
+    command_session_tag,
     load_node_key,
     parse_v2_envelope,
     sign_command,
@@ -30,7 +34,7 @@ pytestmark = [pytest.mark.broker, pytest.mark.usefixtures("socket_enabled")]
 def test_node_announces_publishes_obeys_and_reconnects(
     private_key: rsa.RSAPrivateKey, other_private_key: rsa.RSAPrivateKey, tmp_path: Path
 ) -> None:
-    """Announce, v2 data, signed commands only, new session after a broker restart."""
+    """Announce, sessions answering challenges, bound commands only, reconnect after a restart."""
     brokers = [start_broker()]
     try:
         _exercise_node(brokers, private_key, other_private_key, tmp_path)
@@ -56,78 +60,108 @@ def _exercise_node(
     receiver = V2Receiver(
         "kitchen", load_node_key(node_key_b64(identity)), [private_key], V2State()
     )
+    commands = "iotshield/kitchen/control/commands"
+    counter = itertools.count(10**13)
 
-    def decode(payload: bytes) -> Telemetry | None:
-        msg = parse_v2_envelope(payload)
-        if isinstance(msg, SessionMessage):
+    def current_tag() -> str:
+        """Return the tag of the session Home Assistant holds as current."""
+        assert receiver.state.current is not None
+        return command_session_tag(receiver.state.current.key)
+
+    def command(cmd: str, args: dict[str, Any], bound: bool = True) -> bytes:
+        """Return a command signed by Home Assistant, bound to its current session."""
+        tag = current_tag() if bound else None
+        return sign_command(private_key, "kitchen", next(counter), cmd, args, session_tag=tag)
+
+    def is_data_topic(msg: paho.MQTTMessage) -> bool:
+        return msg.topic == "iotshield/kitchen/sensors/data"
+
+    def is_status(msg: paho.MQTTMessage) -> bool:
+        return msg.topic == "iotshield/kitchen/status"
+
+    def next_reading() -> Telemetry:
+        """Take sessions and data in order, as Home Assistant does, up to the next reading."""
+        while True:
+            msg = parse_v2_envelope(observer.wait_for(is_data_topic).payload)
+            if isinstance(msg, DataMessage):
+                return receiver.open_data(msg)
             receiver.accept_session(msg, receiver.verify_session(msg))
-            return None
-        return receiver.open_data(msg)
-
-    def is_data(msg: paho.MQTTMessage) -> bool:
-        return msg.topic == "iotshield/kitchen/sensors/data" and b'"type":"data"' in msg.payload
-
-    def is_session(msg: paho.MQTTMessage) -> bool:
-        return msg.topic == "iotshield/kitchen/sensors/data" and b'"type":"session"' in msg.payload
 
     try:
-        status = observer.wait_for(lambda m: m.topic == "iotshield/kitchen/status")
-        assert json.loads(status.payload)["interval"] == 600
-        assert json.loads(status.payload)["node_key"] == node_key_b64(identity)
+        status = json.loads(observer.wait_for(is_status).payload)
+        assert (status["interval"], status["proto"], status["rev"]) == (600, 2, 1)
+        assert status["node_key"] == node_key_b64(identity)
         late = Observer(broker)
-        assert late.wait_for(lambda m: m.topic == "iotshield/kitchen/status").retain
+        assert late.wait_for(is_status).retain
         late.close()
-        session = observer.wait_for(is_session)
-        decode(session.payload)
-        data = observer.wait_for(is_data)
-        assert data.qos == 1
-        first = decode(data.payload)
-        assert first is not None
+        # The node's first session answers no challenge of this Home Assistant: it is refused,
+        # and so is its reading, until Home Assistant asks for a session with a challenge.
+        delivered = observer.wait_for(is_data_topic)
+        assert delivered.qos == 1
+        session = parse_v2_envelope(delivered.payload)
+        assert isinstance(session, SessionMessage)
+        with pytest.raises(PayloadRejected) as stale:
+            receiver.accept_session(session, receiver.verify_session(session))
+        assert stale.value.reason is Rejection.STALE_SESSION
+        with pytest.raises(PayloadRejected) as unknown:
+            next_reading()
+        assert unknown.value.reason is Rejection.UNKNOWN_SESSION
+        observer.publish(
+            commands,
+            command("open_session", {"ch": receiver.issue_challenge()}, bound=False).decode(),
+        )
+        first = next_reading()
 
-        commands = "iotshield/kitchen/control/commands"
-        # Unsigned, forged and replayed commands are ignored...
+        # Unsigned, forged, unbound and replayed commands are ignored...
         observer.publish(commands, '{"cmd":"set_interval","interval":3}')
-        forged = sign_command(other_private_key, "kitchen", 10**13, "set_interval", {"interval": 4})
+        forged = sign_command(
+            other_private_key,
+            "kitchen",
+            next(counter),
+            "set_interval",
+            {"interval": 4},
+            session_tag=current_tag(),
+        )
         observer.publish(commands, forged.decode())
-        signed = sign_command(private_key, "kitchen", 10**13, "set_interval", {"interval": 7})
+        observer.publish(commands, command("set_interval", {"interval": 5}, bound=False).decode())
+        signed = command("set_interval", {"interval": 7})
         # ...and a signed one is obeyed, once.
         observer.publish(commands, signed.decode())
-        status = observer.wait_for(lambda m: m.topic == "iotshield/kitchen/status")
-        assert json.loads(status.payload)["interval"] == 7
-        data = observer.wait_for(is_data)
-        second = decode(data.payload)
-        assert second is not None
+        assert json.loads(observer.wait_for(is_status).payload)["interval"] == 7
+        second = next_reading()
         assert second.seq > first.seq
         observer.publish(commands, signed.decode())
         observer.publish(commands, "not json")
-        with pytest.raises(pytest.fail.Exception):
-            observer.wait_for(lambda m: m.topic == "iotshield/kitchen/status", seconds=2)
+        observer.publish(commands, command("set_interval", {"interval": 8}).decode())
+        # Commands are handled in order: the replay, had it run, would have announced 7 first.
+        assert json.loads(observer.wait_for(is_status).payload)["interval"] == 8
 
         # The broker goes away and comes back empty: the node reconnects and announces again.
         stop_broker(broker)
         brokers.append(start_broker(broker.directory, broker.port))
         # (A broker that shuts down may first deliver the node's last will, `offline`.)
-        status = observer.wait_for(
-            lambda m: m.topic == "iotshield/kitchen/status" and m.payload.startswith(b"{"),
-            seconds=40,
+        status = json.loads(
+            observer.wait_for(
+                lambda m: is_status(m) and json.loads(m.payload)["state"] == "online",
+                seconds=40,
+            ).payload
         )
-        assert json.loads(status.payload)["state"] == "online"
-        assert json.loads(status.payload)["interval"] == 7
+        assert status["interval"] == 8
         # The node opened a new session on reconnecting, possibly before this observer had
         # subscribed again; like Home Assistant, ask for one (signed) and read on.
         observer.publish(
-            commands, sign_command(private_key, "kitchen", 10**13 + 1, "open_session", {}).decode()
+            commands,
+            command("open_session", {"ch": receiver.issue_challenge()}, bound=False).decode(),
         )
         third = None
         while third is None:
-            # Sessions (the reconnect's, if seen, then the requested one) come before data;
-            # data of a session this observer missed is skipped, as Home Assistant refuses it.
-            msg = observer.wait_for(lambda m: is_session(m) or is_data(m))
+            # Data of a session this observer missed is skipped, as Home Assistant refuses it.
             try:
-                third = decode(msg.payload)
+                third = next_reading()
             except PayloadRejected as err:
                 if err.reason is not Rejection.UNKNOWN_SESSION:
                     raise
+        assert third.seq > second.seq
         assert node.poll() is None
     finally:
         node.terminate()

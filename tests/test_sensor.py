@@ -185,7 +185,7 @@ async def test_announce_sets_firmware_version(
     mock_config_entry: MockConfigEntry,
     device_registry: dr.DeviceRegistry,
 ) -> None:
-    """The firmware a node announces is shown on its device; its interval sets staleness.
+    """The firmware a node announces is shown on its device; its interval changes nothing.
 
     The announce also reaches MQTT discovery, which must not reload the entry.
     """
@@ -199,7 +199,8 @@ async def test_announce_sets_firmware_version(
     (device,) = dr.async_entries_for_config_entry(device_registry, mock_config_entry.entry_id)
     assert device.sw_version == "1.4.2"
     assert mock_config_entry.runtime_data is coordinator
-    assert coordinator.stale_after == 60.0
+    # Staleness follows the configured interval, never the unsigned announce (5 s × 3).
+    assert coordinator.stale_after == 15.0
 
 
 @pytest.mark.parametrize(

@@ -78,6 +78,7 @@ def test_entity_issue_and_exception_texts() -> None:
         "key_mismatch",
         "announced_key_mismatch",
         "impersonation",
+        "firmware_update",
         "unauthenticated",
         Failure.UNREACHABLE.value,
         Failure.TIMEOUT.value,
@@ -85,6 +86,9 @@ def test_entity_issue_and_exception_texts() -> None:
     }
     assert "no_announced_key" in issues["impersonation"]["fix_flow"]["abort"]
     assert set(issues["impersonation"]["fix_flow"]["step"]) == {"confirm"}
+    # Home Assistant's issue schema allows a description or a fix flow, not both.
+    for key, issue in issues.items():
+        assert not ("description" in issue and "fix_flow" in issue), key
     exceptions = _used(r'translation_key="(\w+)"') & set(STRINGS["exceptions"])
     assert exceptions == set(STRINGS["exceptions"])
     attributes = STRINGS["entity"]["sensor"]["rejected_payloads"]["state_attributes"]

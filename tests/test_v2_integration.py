@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from datetime import timedelta
 import json
 from typing import Any
 
@@ -12,6 +13,7 @@ from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import ServiceValidationError
 from homeassistant.helpers import device_registry as dr, issue_registry as ir
 from homeassistant.setup import async_setup_component
+from homeassistant.util import dt as dt_util
 from iotshield_node.readings import Readings
 from iotshield_node.telemetry import encode_telemetry, seal_v1
 from iotshield_node.v2 import (
@@ -22,7 +24,7 @@ from iotshield_node.v2 import (
     verify_command,
 )
 import pytest
-from pytest_homeassistant_custom_component.common import MockConfigEntry
+from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
 from pytest_homeassistant_custom_component.components.diagnostics import (
     get_diagnostics_for_config_entry,
 )
@@ -39,7 +41,7 @@ from custom_components.iotshield.const import (
 from custom_components.iotshield.keys import load_private_key, private_key_pem
 from custom_components.iotshield.protocol import Rejection
 
-from .helpers import READING_ENTITIES, publish, setup_entry
+from .helpers import READING_ENTITIES, first_challenge, publish, setup_entry
 
 pytestmark = pytest.mark.usefixtures("mqtt_mock")
 
@@ -93,9 +95,12 @@ def snapshot(hass: HomeAssistant) -> dict[str, tuple[str, object]]:
     }
 
 
-async def _running(hass: HomeAssistant, entry: MockConfigEntry, node: V2Sender) -> None:
-    """Load the entry and give it a session and one reading."""
+async def _running(
+    hass: HomeAssistant, entry: MockConfigEntry, node: V2Sender, mqtt_mock: MqttMockHAClient
+) -> None:
+    """Load the entry; the node answers Home Assistant's challenge with a session and reading."""
     await setup_entry(hass, entry)
+    node.challenge = await first_challenge(hass, mqtt_mock)
     await publish(hass, DATA_TOPIC, node.open_session())
     await publish(hass, DATA_TOPIC, node.seal(reading(1)))
     assert hass.states.get("sensor.kitchen_temperature").state == "21.5"
@@ -106,9 +111,10 @@ async def test_v2_readings_and_no_v1_warning(
     v2_entry: MockConfigEntry,
     node: V2Sender,
     issue_registry: ir.IssueRegistry,
+    mqtt_mock: MqttMockHAClient,
 ) -> None:
     """A paired v2 node's readings arrive and no unauthenticated warning is shown."""
-    await _running(hass, v2_entry, node)
+    await _running(hass, v2_entry, node, mqtt_mock)
     await publish(hass, DATA_TOPIC, node.seal(reading(2, t=22.25)))
     assert hass.states.get("sensor.kitchen_temperature").state == "22.25"
     assert hass.states.get("sensor.kitchen_rejected_payloads").state == "0"
@@ -144,9 +150,10 @@ async def test_attacks_change_nothing(
     node: V2Sender,
     private_key: rsa.RSAPrivateKey,
     issue_registry: ir.IssueRegistry,
+    mqtt_mock: MqttMockHAClient,
 ) -> None:
     """Forgery with public material, replays, old counters and a v1 downgrade are refused."""
-    await _running(hass, v2_entry, node)
+    await _running(hass, v2_entry, node, mqtt_mock)
     second, third = node.seal(reading(2, t=22.0)), node.seal(reading(3, t=23.0))
     await publish(hass, DATA_TOPIC, third)
     assert hass.states.get("sensor.kitchen_temperature").state == "23.0"
@@ -158,23 +165,22 @@ async def test_attacks_change_nothing(
         StoredCounters(None, last_sid=99),
     )
     await _attack(hass, v2_entry, attacker.open_session(), Rejection.BAD_SIGNATURE)
-    assert issue_registry.async_get_issue(DOMAIN, "impersonation_kitchen") is not None
+    # While the real node works, a forged session is only counted (no repair issue to spam).
+    assert issue_registry.async_get_issue(DOMAIN, "impersonation_kitchen") is None
     attacker.sid, attacker.ctr = node.sid, 100
     await _attack(hass, v2_entry, attacker.seal(reading(9, t=80.0)), Rejection.AUTH_FAILED)
     await _attack(hass, v2_entry, third, Rejection.REPLAYED)
     await _attack(hass, v2_entry, second, Rejection.REPLAYED)
     plain = seal_v1(reading(9, t=80.0), private_key.public_key())
     await _attack(hass, v2_entry, plain, Rejection.DOWNGRADE)
-    # A genuine new session clears the impersonation warning.
-    await publish(hass, DATA_TOPIC, node.open_session())
-    assert issue_registry.async_get_issue(DOMAIN, "impersonation_kitchen") is None
 
 
 async def test_replay_after_restart(
-    hass: HomeAssistant, v2_entry: MockConfigEntry, node: V2Sender
+    hass: HomeAssistant, v2_entry: MockConfigEntry, node: V2Sender, mqtt_mock: MqttMockHAClient
 ) -> None:
     """Captured messages stay refused after Home Assistant restarts the entry."""
     await setup_entry(hass, v2_entry)
+    node.challenge = await first_challenge(hass, mqtt_mock)
     session = node.open_session()
     await publish(hass, DATA_TOPIC, session)
     captured = node.seal(reading(1, t=20.0))
@@ -182,17 +188,20 @@ async def test_replay_after_restart(
     await publish(hass, DATA_TOPIC, node.seal(reading(2, t=24.0)))
     assert await hass.config_entries.async_reload(v2_entry.entry_id)
     await hass.async_block_till_done()
-    await _attack(hass, v2_entry, captured, Rejection.REPLAYED)
+    # The node answers the challenge Home Assistant sends at every start.
+    node.challenge = await first_challenge(hass, mqtt_mock)
+    await publish(hass, DATA_TOPIC, node.open_session())
+    await _attack(hass, v2_entry, captured, Rejection.UNKNOWN_SESSION)
     await _attack(hass, v2_entry, session, Rejection.REPLAYED)
     await publish(hass, DATA_TOPIC, node.seal(reading(3, t=25.0)))
     assert hass.states.get("sensor.kitchen_temperature").state == "25.0"
 
 
 async def test_every_bit_flip_changes_nothing(
-    hass: HomeAssistant, v2_entry: MockConfigEntry, node: V2Sender
+    hass: HomeAssistant, v2_entry: MockConfigEntry, node: V2Sender, mqtt_mock: MqttMockHAClient
 ) -> None:
     """A bit flipped anywhere in a valid data message: refused, counted, no state moves."""
-    await _running(hass, v2_entry, node)
+    await _running(hass, v2_entry, node, mqtt_mock)
     valid = node.seal(reading(2, t=30.0))
     before = snapshot(hass)
     for index in range(len(valid) * 8):
@@ -211,12 +220,17 @@ async def test_impersonation_repair_flow(
     v2_entry: MockConfigEntry,
     private_key: rsa.RSAPrivateKey,
     issue_registry: ir.IssueRegistry,
+    mqtt_mock: MqttMockHAClient,
 ) -> None:
     """After a node reset, the user can pin its new identity key from the repair."""
     assert await async_setup_component(hass, "repairs", {})
     await setup_entry(hass, v2_entry)
     reset = ec.generate_private_key(ec.SECP256R1())
     new_node = V2Sender("kitchen", reset, private_key.public_key(), StoredCounters(None))
+    new_node.challenge = await first_challenge(hass, mqtt_mock)
+    # The reset node's readings are refused: after three intervals it is unavailable.
+    async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=16))
+    await hass.async_block_till_done()
     await publish(
         hass,
         "iotshield/kitchen/status",
@@ -236,7 +250,7 @@ async def test_impersonation_repair_flow(
     assert (await response.json())["type"] == "create_entry"
     await hass.async_block_till_done()
     assert v2_entry.data[CONF_NODE_KEY] == node_key_b64(reset)
-    new_node.counters.last_sid += 1
+    new_node.challenge = await first_challenge(hass, mqtt_mock)
     await publish(hass, DATA_TOPIC, new_node.open_session())
     await publish(hass, DATA_TOPIC, new_node.seal(reading(1, t=26.0)))
     assert hass.states.get("sensor.kitchen_temperature").state == "26.0"
@@ -328,7 +342,7 @@ async def test_key_rotation_loses_no_reading(
     private_key: rsa.RSAPrivateKey,
 ) -> None:
     """The node learns the new key by a command signed with the old one; both work meanwhile."""
-    await _running(hass, v2_entry, node)
+    await _running(hass, v2_entry, node, mqtt_mock)
     await hass.async_block_till_done(wait_background_tasks=True)
     response = await hass.services.async_call(
         DOMAIN,
@@ -366,31 +380,37 @@ async def test_unknown_session_asks_node_for_a_new_one(
     mqtt_mock: MqttMockHAClient,
     node: V2Sender,
     private_key: rsa.RSAPrivateKey,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Data of a session Home Assistant missed makes it ask (signed, rate-limited) for a new one."""
+    clock = [1000.0]
+    monkeypatch.setattr("custom_components.iotshield.coordinator.time.monotonic", lambda: clock[0])
     await setup_entry(hass, v2_entry)
-    await hass.async_block_till_done(wait_background_tasks=True)
     counters = StoredCounters(None)
-    # At start, with no session yet, Home Assistant asks once.
+    # At start Home Assistant asks once, with a fresh challenge.
+    node.challenge = await first_challenge(hass, mqtt_mock)
     _, payload = _published(mqtt_mock)
     assert verify_command(payload, private_key.public_key(), "kitchen", counters) == (
         "open_session",
-        {},
+        {"ch": node.challenge},
     )
-    node.open_session()  # published before Home Assistant listened: lost
-    mqtt_mock.async_publish.reset_mock()
-    await publish(hass, DATA_TOPIC, node.seal(reading(1)))
-    await hass.async_block_till_done(wait_background_tasks=True)
-    _, payload = _published(mqtt_mock)
-    assert verify_command(payload, private_key.public_key(), "kitchen", counters)[0] == (
-        "open_session"
-    )
-    mqtt_mock.async_publish.reset_mock()
-    await publish(hass, DATA_TOPIC, node.seal(reading(2)))
-    await hass.async_block_till_done(wait_background_tasks=True)
-    assert not mqtt_mock.async_publish.called  # rate-limited
     await publish(hass, DATA_TOPIC, node.open_session())
-    await publish(hass, DATA_TOPIC, node.seal(reading(3, t=24.5)))
+    await publish(hass, DATA_TOPIC, node.seal(reading(1)))
+    # The node opens a session Home Assistant misses (a broker restart lost it).
+    node.open_session()
+    mqtt_mock.async_publish.reset_mock()
+    clock[0] += 11
+    await publish(hass, DATA_TOPIC, node.seal(reading(2)))
+    _, payload = _published(mqtt_mock)
+    command = verify_command(payload, private_key.public_key(), "kitchen", counters)
+    assert command[0] == "open_session"
+    assert v2_entry.runtime_data.rejections.as_dict()[Rejection.UNKNOWN_SESSION.value] == 1
+    mqtt_mock.async_publish.reset_mock()
+    await publish(hass, DATA_TOPIC, node.seal(reading(3)))
+    assert not mqtt_mock.async_publish.called  # rate-limited
+    node.challenge = str(command[1]["ch"])
+    await publish(hass, DATA_TOPIC, node.open_session())
+    await publish(hass, DATA_TOPIC, node.seal(reading(4, t=24.5)))
     assert hass.states.get("sensor.kitchen_temperature").state == "24.5"
 
 
@@ -399,11 +419,16 @@ async def test_diagnostics_show_sessions_not_keys(
     hass_client: ClientSessionGenerator,
     v2_entry: MockConfigEntry,
     node: V2Sender,
+    mqtt_mock: MqttMockHAClient,
 ) -> None:
     """Diagnostics name the sessions and counters but hold no key material."""
-    await _running(hass, v2_entry, node)
+    await _running(hass, v2_entry, node, mqtt_mock)
     result = await get_diagnostics_for_config_entry(hass, hass_client, v2_entry)
     assert result["sessions"]["current"] == {"sid": node.sid, "max_ctr": 1}
+    assert result["node"]["wire_revision"] == 1
+    info = result["node"]["signed_session_info"]
+    assert info["interval"] == 5
+    assert len(info["will"]) == 64
     assert result["entry"]["data"]["private_key"] == "**REDACTED**"
     text = json.dumps(result)
     assert base64.b64encode(node._key).decode() not in text

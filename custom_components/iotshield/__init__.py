@@ -17,6 +17,7 @@ from .alerts import llm_issue_id
 from .const import (
     CONF_NODE_ID,
     CONF_NODE_KEY,
+    CONF_NODE_REV,
     CONF_PREVIOUS_KEY_UNTIL,
     CONF_PREVIOUS_PRIVATE_KEY,
     CONF_PRIVATE_KEY,
@@ -31,6 +32,7 @@ from .coordinator import (
     announced_key_issue_id,
     baseline_store,
     entry_settings,
+    firmware_update_issue_id,
     impersonation_issue_id,
     key_mismatch_issue_id,
     state_store,
@@ -83,7 +85,13 @@ async def async_setup_entry(hass: HomeAssistant, entry: IoTShieldConfigEntry) ->
             raise ConfigEntryError(
                 translation_domain=DOMAIN, translation_key="stored_key_invalid"
             ) from err
-        decoder = V2Receiver(node_id, node_key, keys, V2State.from_dict(stored.get("v2")))
+        decoder = V2Receiver(
+            node_id,
+            node_key,
+            keys,
+            V2State.from_dict(stored.get("v2")),
+            revision=int(entry.data.get(CONF_NODE_REV, 0)),
+        )
         ir.async_delete_issue(hass, DOMAIN, unauthenticated_issue_id(node_id))
     else:
         decoder = V1Decoder(keys[0], node_id)
@@ -139,6 +147,7 @@ async def async_remove_entry(hass: HomeAssistant, entry: IoTShieldConfigEntry) -
         key_mismatch_issue_id(node_id),
         announced_key_issue_id(node_id),
         impersonation_issue_id(node_id),
+        firmware_update_issue_id(node_id),
         unauthenticated_issue_id(node_id),
         llm_issue_id(node_id),
     ):

@@ -42,6 +42,8 @@ MODEL: Final = "ESP32 safety node"
 
 CONF_PROTOCOL: Final = "protocol"
 CONF_NODE_KEY: Final = "node_key"
+# The wire format v2 revision a node was seen to sign (PROTOCOL.md §12); never lowered.
+CONF_NODE_REV: Final = "node_rev"
 CONF_PREVIOUS_PRIVATE_KEY: Final = "previous_private_key"
 CONF_PREVIOUS_KEY_UNTIL: Final = "previous_key_until"
 CONF_PAIRING: Final = "pairing"
@@ -56,7 +58,8 @@ KEY_ROTATION_GRACE_SECONDS: Final = 24 * 3600
 STATE_SAVE_DELAY: Final = 1.0
 
 COMMANDS: Final = ("publish_now", "set_interval", "set_epsilon", "reboot")
-V1_COMMANDS: Final = ("publish_now", "set_interval")
+# An unsigned command must be harmless: a v1 node takes only this one (PROTOCOL.md §8).
+V1_COMMANDS: Final = ("publish_now",)
 SERVICE_SEND_COMMAND: Final = "send_command"
 SERVICE_ROTATE_KEY: Final = "rotate_key"
 ATTR_COMMAND: Final = "command"
@@ -65,6 +68,12 @@ ATTR_EPSILON: Final = "epsilon"
 # A v2 node is asked for a new session at most this often (seconds): often enough that a
 # session message lost in a broker restart costs few readings, rarely enough not to flood it.
 SESSION_REQUEST_INTERVAL: Final = 10.0
+# Without word from the MQTT client or a retained status, the first session of a run is
+# asked for this many seconds after the subscriptions were made.
+FIRST_SESSION_FALLBACK: Final = 3.0
+# A node that opened a session before it heard the challenge is asked again this soon; a
+# node opens at most one session a second on request (PROTOCOL.md §12.5).
+STALE_SESSION_REQUEST_INTERVAL: Final = 2.0
 
 # Alerts: thresholds, incidents and the local LLM (options).
 CONF_THRESHOLDS: Final = "thresholds"

@@ -30,6 +30,8 @@ from .const import (
     CONF_ANOMALY_LEVEL,
     CONF_LEGACY_TOPIC,
     CONF_NODE_ID,
+    CONF_NODE_KEY,
+    CONF_NODE_REV,
     CONF_PUBLISH_INTERVAL,
     CONF_STALE_INTERVALS,
     CONF_THRESHOLDS,
@@ -38,11 +40,13 @@ from .const import (
     DEFAULT_PUBLISH_INTERVAL,
     DEFAULT_STALE_INTERVALS,
     DOMAIN,
+    FIRST_SESSION_FALLBACK,
     KEY_MISMATCH_THRESHOLD,
     LOGGER,
     MAX_PENDING_ENVELOPES,
     REJECTION_LOG_INTERVAL,
     SESSION_REQUEST_INTERVAL,
+    STALE_SESSION_REQUEST_INTERVAL,
     STATE_SAVE_DELAY,
     V1_COMMANDS,
     YIELD_AFTER,
@@ -52,6 +56,7 @@ from .keys import format_fingerprint
 from .protocol import (
     MAX_ENVELOPE_BYTES,
     Announce,
+    NodePrivacy,
     PayloadRejected,
     Rejection,
     Telemetry,
@@ -62,7 +67,21 @@ from .protocol import (
     parse_status,
     status_topic,
 )
-from .protocol_v2 import SessionMessage, V2Receiver, parse_v2_envelope, sign_command
+from .protocol_v2 import (
+    MAX_V2_ENVELOPE_BYTES,
+    REVISION_1,
+    DataMessage,
+    NodeKeyError,
+    SessionInfo,
+    SessionMessage,
+    StaleSession,
+    V2Receiver,
+    load_node_key,
+    node_key_der_b64,
+    parse_v2_envelope,
+    sign_command,
+    will_hash,
+)
 from .rejections import RejectionTracker
 from .severity import Assessment, Level, SeverityEngine, ThresholdError, Thresholds
 
@@ -146,6 +165,11 @@ def impersonation_issue_id(node_id: str) -> str:
     return f"impersonation_{node_id}"
 
 
+def firmware_update_issue_id(node_id: str) -> str:
+    """Return the repair issue id shown while a v2 node speaks revision 0 (§12)."""
+    return f"firmware_update_{node_id}"
+
+
 def unauthenticated_issue_id(node_id: str) -> str:
     """Return the repair issue id shown while a node uses unauthenticated wire format v1."""
     return f"unauthenticated_{node_id}"
@@ -222,6 +246,13 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
             learned=self._learned,
         )
         self.announce: Announce | None = None
+        # What a revision-1 node signed into its latest session (§12.1).
+        self.session_info: SessionInfo | None = None
+        self._interval_warned = False
+        self._first_session_asked = False
+        # Set when a node that just started opened a session without our challenge: its
+        # readings until it answers are expected to be refused, and are not counted.
+        self._awaiting_answer = False
         self._online: bool | None = None
         self._stale = False
         self._was_available = True
@@ -232,10 +263,29 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
 
     @property
     def interval(self) -> int:
-        """Return the publish interval: the node's own word first, then the option."""
-        if self.announce is not None and self.announce.interval is not None:
-            return self.announce.interval
+        """Return the publish interval configured in Home Assistant.
+
+        Never the node's word: an unsigned announce of 86400 would hide a silenced node
+        (PROTOCOL.md §5).
+        """
         return int(self.config_entry.options.get(CONF_PUBLISH_INTERVAL, DEFAULT_PUBLISH_INTERVAL))
+
+    @property
+    def node_interval(self) -> int | None:
+        """Return the interval the node says it publishes at (signed for revision 1)."""
+        if self.session_info is not None:
+            return self.session_info.interval
+        return None if self.announce is None else self.announce.interval
+
+    @property
+    def receiver(self) -> V2Receiver | None:
+        """Return the v2 receiver of this node (None for a v1 node)."""
+        return self._decoder if isinstance(self._decoder, V2Receiver) else None
+
+    @property
+    def revision(self) -> int:
+        """Return the wire format v2 revision this node was seen to speak (0 for v1 or old)."""
+        return self._decoder.revision if isinstance(self._decoder, V2Receiver) else 0
 
     @property
     def stale_after(self) -> float:
@@ -268,9 +318,44 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
         )
         self._arm_stale_clock()
         await self.alerts.async_start()
-        if isinstance(self._decoder, V2Receiver) and self._decoder.state.current is None:
-            # Nobody may be listening yet; this one does not count against the rate limit.
-            self._request_session(rate_limited=False)
+        if isinstance(self._decoder, V2Receiver):
+            self._ask_first_session_when_subscribed()
+
+    @callback
+    def _ask_first_session_when_subscribed(self) -> None:
+        """Ask for a fresh session once the broker has our subscriptions, never before.
+
+        A node answers at once; asked before the broker knows that Home Assistant listens,
+        its session and reading would go to nobody. Newer Home Assistant says when the
+        subscription is acknowledged; otherwise a retained status message proves it (it is
+        sent only on a new subscription), and a timer covers a node that never announced.
+        """
+        on_done = getattr(mqtt, "async_on_subscribe_done", None)
+        if on_done is not None:
+            self.config_entry.async_on_unload(
+                on_done(
+                    self.hass,
+                    data_topic(self.prefix, self.node_id),
+                    1,
+                    self._ask_first_session,
+                )
+            )
+        self.config_entry.async_on_unload(
+            async_call_later(self.hass, FIRST_SESSION_FALLBACK, self._ask_first_session_later)
+        )
+
+    @callback
+    def _ask_first_session_later(self, _now: datetime) -> None:
+        """Ask for the first session when neither the client nor the broker said more."""
+        self._ask_first_session()
+
+    @callback
+    def _ask_first_session(self) -> None:
+        """Send the first open_session of this run, once (it carries a fresh challenge)."""
+        if self._first_session_asked:
+            return
+        self._first_session_asked = True
+        self._request_session(rate_limited=False)
 
     @callback
     def async_add_rejection_listener(self, listener: Callable[[], None]) -> CALLBACK_TYPE:
@@ -296,7 +381,10 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
     @callback
     def _enqueue(self, payload: bytes, *, legacy: bool) -> None:
         """Size-check a payload and hand it to the decrypting worker; never raises."""
-        if len(payload) > MAX_ENVELOPE_BYTES:
+        limit = (
+            MAX_V2_ENVELOPE_BYTES if isinstance(self._decoder, V2Receiver) else MAX_ENVELOPE_BYTES
+        )
+        if len(payload) > limit:
             self._reject(PayloadRejected(Rejection.OVERSIZE, f"{len(payload)} bytes"))
             return
         if len(self._pending) >= MAX_PENDING_ENVELOPES:
@@ -343,42 +431,121 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
         turn = time.perf_counter()
         for payload in payloads:
             turn = await _share_loop(turn)
+            msg: SessionMessage | DataMessage | None = None
             try:
                 msg = parse_v2_envelope(payload)
                 if isinstance(msg, SessionMessage):
                     # Refuse a replayed session before paying for its cryptography.
                     receiver.check_session_fresh(msg)
                     key = await self.hass.async_add_executor_job(receiver.verify_session, msg)
-                    receiver.accept_session(msg, key)
-                    ir.async_delete_issue(self.hass, DOMAIN, impersonation_issue_id(self.node_id))
-                    self._save_state()
+                    self._session_accepted(receiver.accept_session(msg, key))
                     continue
                 telemetry = receiver.open_data(msg)
+            except StaleSession as err:
+                # The node opened it before it heard our challenge (it just started, or Home
+                # Assistant did): ask again at once. A recorded one replayed gets the same
+                # answer, at most every two seconds, and is counted.
+                if err.unchallenged:
+                    LOGGER.debug("Node %s: %s", self.node_id, err)
+                    self._awaiting_answer = True
+                else:
+                    self._reject(err)
+                self._request_session(interval=STALE_SESSION_REQUEST_INTERVAL)
+                continue
             except PayloadRejected as err:
-                self._reject(err)
                 if err.reason is Rejection.UNKNOWN_SESSION:
+                    expected = self._session_expected(receiver)
+                    # Rate-limited: also when the answer to an earlier request was lost.
                     self._request_session()
+                    if expected:
+                        # Data of the node's session from before Home Assistant asked for a
+                        # new one (at start, pairing or after its unchallenged session):
+                        # expected and not decryptable; the new session is on its way.
+                        LOGGER.debug("Node %s: waiting for its new session (%s)", self.node_id, err)
+                        continue
+                self._reject(err)
+                if isinstance(msg, SessionMessage):
+                    self._session_refused(err)
                 continue
             self._save_state()
             self._accept(telemetry)
 
+    def _session_expected(self, receiver: V2Receiver) -> bool:
+        """Say whether Home Assistant waits for a session it asked for (data before it are old)."""
+        return receiver.awaiting_session or self._awaiting_answer
+
     @callback
-    def _request_session(self, *, rate_limited: bool = True) -> None:
-        """Ask a v2 node to open a session we hold, at most every SESSION_REQUEST_INTERVAL."""
+    def _request_session(
+        self, *, rate_limited: bool = True, interval: float = SESSION_REQUEST_INTERVAL
+    ) -> None:
+        """Ask a v2 node to open a session, at most once per `interval` seconds."""
         now = time.monotonic()
-        if rate_limited:
-            last = self._last_session_request
-            if last is not None and now - last < SESSION_REQUEST_INTERVAL:
-                return
-            self._last_session_request = now
+        last = self._last_session_request
+        if rate_limited and last is not None and now - last < interval:
+            return
+        self._last_session_request = now
         self.config_entry.async_create_background_task(
             self.hass, self._async_request_session(), f"{DOMAIN} {self.node_id} open_session"
         )
 
+    @callback
+    def _session_accepted(self, info: SessionInfo | None) -> None:
+        """Apply a newly accepted session: what a revision-1 node signed, and the repairs."""
+        ir.async_delete_issue(self.hass, DOMAIN, impersonation_issue_id(self.node_id))
+        self._awaiting_answer = False
+        self._save_state()
+        if info is None:
+            ir.async_create_issue(
+                self.hass,
+                DOMAIN,
+                firmware_update_issue_id(self.node_id),
+                is_fixable=False,
+                severity=ir.IssueSeverity.WARNING,
+                translation_key="firmware_update",
+                translation_placeholders={"node_id": self.node_id},
+            )
+            return
+        ir.async_delete_issue(self.hass, DOMAIN, firmware_update_issue_id(self.node_id))
+        entry = self.config_entry
+        if entry.data.get(CONF_NODE_REV, 0) < self.revision:
+            # Pinned so that a revision-0 session of this node is a downgrade from now on,
+            # also after a restart. Not a settings change: no reload.
+            data = {**entry.data, CONF_NODE_REV: self.revision}
+            self.loaded_settings = (data, dict(entry.options))
+            self.hass.config_entries.async_update_entry(entry, data=data)
+        self.session_info = info
+        self._check_announced_key(info.key_fp)
+        self._apply_noise(info.privacy)
+        self._update_firmware(info.firmware)
+        if info.interval > self.interval and not self._interval_warned:
+            self._interval_warned = True
+            LOGGER.warning(
+                "IoTShield node %s publishes every %d s, but Home Assistant expects a reading "
+                "every %d s and shows the node unavailable after %d s without one: set the "
+                "node's publish interval in its options",
+                self.node_id,
+                info.interval,
+                self.interval,
+                int(self.stale_after),
+            )
+        self.async_update_listeners()
+
+    @callback
+    def _apply_noise(self, privacy: NodePrivacy | None) -> None:
+        """Account for the (bounded, §7.6) noise the node adds."""
+        if privacy is None:
+            return
+        # Noisier readings need wider hysteresis before a severity may drop.
+        self.severity.set_noise(privacy.sigma)
+        # The detector judges a minute's mean against the noise it must carry.
+        self.anomaly.set_noise(privacy.sigma, privacy.motion_flip)
+
     async def _async_request_session(self) -> None:
-        """Send open_session; a node that is offline simply does not answer."""
+        """Send open_session with a fresh challenge; a node that is offline does not answer."""
+        if not isinstance(self._decoder, V2Receiver):
+            return
         try:
-            await self.async_send_command("open_session", {})
+            await self.async_send_command("open_session", {"ch": self._decoder.issue_challenge()})
         except HomeAssistantError as err:
             LOGGER.debug("Could not ask node %s for a session: %s", self.node_id, err)
 
@@ -443,16 +610,30 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
         """Have the baseline written with the final writes of a stopping Home Assistant."""
         self._save_baseline(0)
 
-    async def async_send_command(self, command: str, args: dict[str, Any]) -> None:
+    async def async_send_command(
+        self,
+        command: str,
+        args: dict[str, Any],
+        *,
+        signing_key: rsa.RSAPrivateKey | None = None,
+    ) -> None:
         """Publish a command to the node: signed for v2, plain (and limited) for v1."""
         if isinstance(self._decoder, V2Receiver):
             # Never below a previous counter, even if the stored one was lost.
             self._command_ctr = max(self._command_ctr + 1, int(time.time() * 1000))
             ctr = self._command_ctr
+            # Bound to the current session, so the node refuses it in a later life (§12.5).
+            tag = self._decoder.current_session_tag()
             # Only the counter must be on disk before the command leaves.
             await self.async_flush(baseline=False)
             payload = await self.hass.async_add_executor_job(
-                sign_command, self._signing_key, self.node_id, ctr, command, args
+                sign_command,
+                signing_key or self._signing_key,
+                self.node_id,
+                ctr,
+                command,
+                args,
+                tag,
             )
         else:
             if command not in V1_COMMANDS:
@@ -471,6 +652,8 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
         """Publish a valid reading to the entities and reset the staleness clock."""
         self.rejections.record_success()
         ir.async_delete_issue(self.hass, DOMAIN, key_mismatch_issue_id(self.node_id))
+        # A valid reading newer than an `offline` proves the node is back (§5).
+        self._online = True
         self._stale = False
         self._arm_stale_clock()
         readings: dict[str, float | bool | None] = {
@@ -543,18 +726,6 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
                 err,
                 int(REJECTION_LOG_INTERVAL // 60),
             )
-        if err.reason is Rejection.BAD_SIGNATURE:
-            ir.async_create_issue(
-                self.hass,
-                DOMAIN,
-                impersonation_issue_id(self.node_id),
-                is_fixable=True,
-                is_persistent=False,
-                severity=ir.IssueSeverity.ERROR,
-                translation_key="impersonation",
-                translation_placeholders={"node_id": self.node_id},
-                data={"entry_id": self.config_entry.entry_id},
-            )
         if (
             err.reason is Rejection.DECRYPT_FAILED
             and self.rejections.consecutive_decrypt_failures == KEY_MISMATCH_THRESHOLD
@@ -576,7 +747,7 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
 
     @callback
     def _on_status(self, msg: mqtt.ReceiveMessage) -> None:
-        """Track the node's online/offline state and what it announces."""
+        """Track the node's online/offline state and what it announces (unsigned: bounded)."""
         payload = _as_bytes(msg.payload)
         if not payload:
             # An empty retained message only clears the topic.
@@ -585,6 +756,42 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
         if announce is None:
             self._reject(PayloadRejected(Rejection.MALFORMED, "unreadable status message"))
             return
+        if msg.retain and isinstance(self._decoder, V2Receiver):
+            # A retained message comes only with a new subscription: the broker has ours.
+            self._ask_first_session()
+        if announce.informative:
+            # Kept for discovery, diagnostics and the re-pair flow; a token is never kept.
+            self.announce = replace(announce, will=None)
+        if self.revision >= REVISION_1:
+            self._on_status_of_signing_node(announce)
+        else:
+            self._on_status_of_legacy_node(announce)
+        self._log_availability()
+        self.async_update_listeners()
+
+    @callback
+    def _on_status_of_signing_node(self, announce: Announce) -> None:
+        """Take only an `offline` carrying the will token of the current session (§12.2)."""
+        if announce.online:
+            # Availability of a revision-1 node follows its authenticated readings.
+            return
+        info = self.session_info
+        if info is None:
+            # No session of this run yet: the token cannot be judged, and nothing changes.
+            LOGGER.debug("Node %s: offline status before any session", self.node_id)
+            return
+        if announce.will is None or will_hash(announce.will) != info.will:
+            self._reject(
+                PayloadRejected(
+                    Rejection.UNAUTHENTICATED_STATUS, "offline without the node's will token"
+                )
+            )
+            return
+        self._online = False
+
+    @callback
+    def _on_status_of_legacy_node(self, announce: Announce) -> None:
+        """Use what a v1 or revision-0 node announces, within the bounds of §5 and §7.6."""
         was_online = self._online
         self._online = announce.online
         if announce.online and was_online is False:
@@ -594,16 +801,93 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
         if announce.key_fingerprint is not None:
             self._check_announced_key(announce.key_fingerprint)
         if announce.informative:
-            self.announce = announce
-            if announce.privacy is not None:
-                # Noisier readings need wider hysteresis before a severity may drop.
-                self.severity.set_noise(announce.privacy.sigma)
-                # The detector judges a minute's mean against the noise it must carry.
-                self.anomaly.set_noise(announce.privacy.sigma, announce.privacy.motion_flip)
-            self._update_device(announce)
-            self._arm_stale_clock()
-        self._log_availability()
-        self.async_update_listeners()
+            self._apply_noise(announce.privacy)
+            self._update_firmware(announce.firmware)
+
+    @callback
+    def _session_refused(self, err: PayloadRejected) -> None:
+        """Offer the re-pair flow when a refused session looks like a reflashed node's.
+
+        A reflashed node signs with a new key and starts again at session id 1, so its
+        sessions are refused as badly signed or as replayed.
+        """
+        if err.reason not in (Rejection.BAD_SIGNATURE, Rejection.REPLAYED):
+            return
+        if not self._node_seems_replaced():
+            return
+        ir.async_create_issue(
+            self.hass,
+            DOMAIN,
+            impersonation_issue_id(self.node_id),
+            is_fixable=True,
+            is_persistent=False,
+            severity=ir.IssueSeverity.ERROR,
+            translation_key="impersonation",
+            translation_placeholders={"node_id": self.node_id},
+            data={"entry_id": self.config_entry.entry_id},
+        )
+
+    def _node_seems_replaced(self) -> bool:
+        """Say whether a badly signed session deserves the user's attention.
+
+        Anyone can publish a forged session, so one alone is only counted. The re-pair issue
+        appears when the node has also fallen silent (no valid reading for the staleness
+        window) and announces another identity key: what a reflashed node looks like, and
+        what an attacker cannot bring about while the real node works.
+        """
+        if not self._stale or self.announce is None or self.announce.node_key is None:
+            return False
+        try:
+            announced = node_key_der_b64(load_node_key(self.announce.node_key))
+        except NodeKeyError:
+            return False
+        return announced != self.config_entry.data.get(CONF_NODE_KEY)
+
+    async def async_pin_node_key(self, node_key: str) -> None:
+        """Pin a node identity key the user confirmed, forgetting every session before it.
+
+        A session id the attacker used (up to 2**32 - 1) must not lock the real node out.
+        """
+        if isinstance(self._decoder, V2Receiver):
+            self._decoder.reset()
+        await self.async_flush(baseline=False)
+        entry = self.config_entry
+        # The update listener reloads the entry with the new key.
+        self.hass.config_entries.async_update_entry(
+            entry, data={**entry.data, CONF_NODE_KEY: node_key}
+        )
+
+    @property
+    def signing_key(self) -> rsa.RSAPrivateKey:
+        """Return the key Home Assistant signs this node's commands with."""
+        return self._signing_key
+
+    @callback
+    def async_set_interval_option(self, interval: int) -> None:
+        """Make a commanded publish interval the configured one, without a reload."""
+        entry = self.config_entry
+        options = {**entry.options, CONF_PUBLISH_INTERVAL: interval}
+        self.loaded_settings = (dict(entry.data), options)
+        self.hass.config_entries.async_update_entry(entry, options=options)
+        self._arm_stale_clock()
+
+    @callback
+    def async_use_new_ha_key(
+        self, new_key: rsa.RSAPrivateKey, new_fingerprint: str, data: dict[str, Any]
+    ) -> None:
+        """Switch to a new Home Assistant key in place, keeping the old one for the grace.
+
+        No reload: a node that answers set_ha_key at once must find Home Assistant
+        subscribed and already holding the new key.
+        """
+        old_key = self._signing_key
+        if isinstance(self._decoder, V2Receiver):
+            self._decoder.set_ha_keys([new_key, old_key])
+        self._signing_key = new_key
+        self.key_fingerprint = new_fingerprint
+        entry = self.config_entry
+        self.loaded_settings = (data, dict(entry.options))
+        self.hass.config_entries.async_update_entry(entry, data=data)
 
     @callback
     def _check_announced_key(self, announced: str) -> None:
@@ -627,14 +911,14 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
         )
 
     @callback
-    def _update_device(self, announce: Announce) -> None:
-        """Record the announced firmware version on the node's device."""
-        if announce.firmware is None:
+    def _update_firmware(self, firmware: str | None) -> None:
+        """Record the node's firmware version on its device."""
+        if firmware is None:
             return
         registry = dr.async_get(self.hass)
         for device in dr.async_entries_for_config_entry(registry, self.config_entry.entry_id):
-            if device.sw_version != announce.firmware:
-                registry.async_update_device(device.id, sw_version=announce.firmware)
+            if device.sw_version != firmware:
+                registry.async_update_device(device.id, sw_version=firmware)
 
     @callback
     def _arm_stale_clock(self) -> None:

@@ -27,6 +27,12 @@ async def async_get_config_entry_diagnostics(
             "available": coordinator.node_available,
             "announce": asdict(coordinator.announce) if coordinator.announce else None,
             "publish_interval": coordinator.interval,
+            # What the node says it publishes at: signed (revision 1) or announced.
+            "node_interval": coordinator.node_interval,
+            "wire_revision": coordinator.revision,
+            "signed_session_info": asdict(coordinator.session_info)
+            if coordinator.session_info
+            else None,
             "stale_after": coordinator.stale_after,
             "last_reading": asdict(data.telemetry) if data.telemetry else None,
             "received_at": data.received_at.isoformat() if data.received_at else None,

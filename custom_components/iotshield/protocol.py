@@ -28,6 +28,16 @@ MAX_EPSILON: Final = 100.0
 MAX_ANNOUNCED_INTERVAL: Final = 86_400
 FINGERPRINT_HEX_DIGITS: Final = 64
 MAX_NODE_KEY_CHARS: Final = 512
+# The announced noise Home Assistant accounts for is bounded (§7.6): what these ε and δ
+# limits imply with the default sensitivities of §7.1.
+MIN_ACCOUNTED_EPSILON: Final = 0.1
+MIN_ACCOUNTED_DELTA: Final = 1e-10
+MAX_ACCOUNTED_DELTA: Final = 0.1
+DEFAULT_SENSITIVITY: Final = {"t": 0.1, "h": 0.25, "g": 0.002, "l": 5.0}
+MAX_MOTION_FLIP: Final = 0.5
+SIGMA_ROUNDING: Final = 1.01
+WILL_TOKEN_BYTES: Final = 16
+_HEX_DIGITS: Final = frozenset("0123456789abcdef")
 
 NODE_ID_PATTERN: Final = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 TOPIC_PREFIX_PATTERN: Final = re.compile(r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
@@ -60,6 +70,8 @@ class Rejection(StrEnum):
     BAD_SIGNATURE = "bad_signature"
     AUTH_FAILED = "auth_failed"
     DOWNGRADE = "downgrade"
+    STALE_SESSION = "stale_session"
+    UNAUTHENTICATED_STATUS = "unauthenticated_status"
 
 
 class PayloadRejected(ValueError):
@@ -136,6 +148,10 @@ class Announce:
     key_fingerprint: str | None = None
     privacy: NodePrivacy | None = None
     node_key: str | None = None
+    # The will token a revision-1 node's `offline` carries (§12.2).
+    will: bytes | None = None
+    # 1 for a node of wire format v2 revision 1 (§12), else None.
+    revision: int | None = None
 
     @property
     def informative(self) -> bool:
@@ -355,31 +371,72 @@ class V1Decoder:
 
 def _finite_or(value: Any, default: float) -> float:
     """Return a finite non-negative number from an announce, or the default."""
-    if type(value) in (int, float) and math.isfinite(value) and value >= 0:
-        return float(value)
-    return default
+    if type(value) not in (int, float):
+        return default
+    try:
+        number = float(value)
+    except OverflowError:
+        # A 400-digit integer is not a number any sensor announces.
+        return default
+    return number if math.isfinite(number) and number >= 0 else default
 
 
-def _parse_privacy(doc: Any) -> NodePrivacy | None:
+def max_accounted_sigma(key: str, epsilon: float, delta: float) -> float:
+    """Return the most noise Home Assistant accounts for on one sensor (§7.6)."""
+    epsilon = max(epsilon, MIN_ACCOUNTED_EPSILON)
+    delta = min(max(delta, MIN_ACCOUNTED_DELTA), MAX_ACCOUNTED_DELTA)
+    sigma = DEFAULT_SENSITIVITY[key] * math.sqrt(2 * math.log(1.25 / delta)) / epsilon
+    # Announces round σ to four significant digits, which may round it up.
+    return sigma * SIGMA_ROUNDING
+
+
+def parse_privacy(doc: Any) -> NodePrivacy | None:
     """Read the announce's privacy object leniently: what is malformed is left out."""
     if not isinstance(doc, dict):
         return None
     sigma_doc = doc.get("sigma")
+    epsilon = _finite_or(doc.get("e"), 0.0)
+    delta = _finite_or(doc.get("d"), 0.0)
+    # Never more noise than ε and δ imply: an absurd σ would blind hysteresis and detector.
     sigma = (
-        {key: _finite_or(sigma_doc.get(key), 0.0) for key in CONTINUOUS_KEYS if key in sigma_doc}
+        {
+            key: min(_finite_or(sigma_doc.get(key), 0.0), max_accounted_sigma(key, epsilon, delta))
+            for key in CONTINUOUS_KEYS
+            if key in sigma_doc
+        }
         if isinstance(sigma_doc, dict)
         else {}
     )
     motion = doc.get("motion")
     return NodePrivacy(
-        epsilon=_finite_or(doc.get("e"), 0.0),
-        delta=_finite_or(doc.get("d"), 0.0),
+        epsilon=epsilon,
+        delta=delta,
         sigma=sigma,
         gas_bound=_finite_or(doc.get("gas_bound"), 0.0),
         motion_flip=min(
-            _finite_or(motion.get("flip") if isinstance(motion, dict) else None, 0.0), 0.5
+            _finite_or(motion.get("flip") if isinstance(motion, dict) else None, 0.0),
+            MAX_MOTION_FLIP,
         ),
     )
+
+
+def _fingerprint(value: Any) -> str | None:
+    """Return an announced key fingerprint if it is 64 hex digits, else None."""
+    if not isinstance(value, str) or len(value) != FINGERPRINT_HEX_DIGITS:
+        return None
+    lowered = value.lower()
+    return lowered if set(lowered) <= _HEX_DIGITS else None
+
+
+def _will_token(value: Any) -> bytes | None:
+    """Return the will token of a revision-1 node's last will, if well formed."""
+    if not isinstance(value, str) or len(value) > 2 * WILL_TOKEN_BYTES:
+        return None
+    try:
+        token = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return token if len(token) == WILL_TOKEN_BYTES else None
 
 
 def parse_status(payload: bytes) -> Announce | None:
@@ -406,13 +463,11 @@ def parse_status(payload: bytes) -> Announce | None:
         interval=(
             interval if type(interval) is int and 1 <= interval <= MAX_ANNOUNCED_INTERVAL else None
         ),
-        key_fingerprint=(
-            key_fp.lower()
-            if isinstance(key_fp, str) and len(key_fp) == FINGERPRINT_HEX_DIGITS
-            else None
-        ),
-        privacy=_parse_privacy(doc.get("privacy")),
+        key_fingerprint=_fingerprint(key_fp),
+        privacy=parse_privacy(doc.get("privacy")),
         node_key=node_key
         if isinstance(node_key := doc.get("node_key"), str) and len(node_key) < MAX_NODE_KEY_CHARS
         else None,
+        will=_will_token(doc.get("will")),
+        revision=1 if doc.get("rev") == 1 and type(doc.get("rev")) is int else None,
     )

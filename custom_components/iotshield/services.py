@@ -32,6 +32,8 @@ from .const import (
     CONF_PROTOCOL,
     DOMAIN,
     KEY_ROTATION_GRACE_SECONDS,
+    MAX_PUBLISH_INTERVAL,
+    MIN_PUBLISH_INTERVAL,
     PROTOCOL_V2,
     SERVICE_ACKNOWLEDGE,
     SERVICE_EXPLAIN,
@@ -47,7 +49,9 @@ SEND_COMMAND_SCHEMA = vol.Schema(
     {
         vol.Required(ATTR_DEVICE_ID): cv.string,
         vol.Required(ATTR_COMMAND): vol.In(COMMANDS),
-        vol.Optional(ATTR_INTERVAL): vol.All(vol.Coerce(int), vol.Range(min=1, max=86400)),
+        vol.Optional(ATTR_INTERVAL): vol.All(
+            vol.Coerce(int), vol.Range(min=MIN_PUBLISH_INTERVAL, max=MAX_PUBLISH_INTERVAL)
+        ),
         vol.Optional(ATTR_EPSILON): vol.All(vol.Coerce(float), vol.Range(min=0, max=100)),
     }
 )
@@ -94,6 +98,10 @@ async def _async_send_command(call: ServiceCall) -> None:
             )
         args[needed] = call.data[needed]
     await entry.runtime_data.async_send_command(command, args)
+    if command == "set_interval":
+        # Home Assistant judges staleness by its own setting, never by the node's word
+        # (PROTOCOL.md §5): the interval the user commands becomes that setting.
+        entry.runtime_data.async_set_interval_option(args[ATTR_INTERVAL])
 
 
 async def _async_rotate_key(call: ServiceCall) -> ServiceResponse:
@@ -110,19 +118,24 @@ async def _async_rotate_key(call: ServiceCall) -> ServiceResponse:
     der = new_key.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    # Signed with the current key, which the node trusts; it then switches to the new one.
-    await entry.runtime_data.async_send_command(
-        "set_ha_key", {"key": base64.b64encode(der).decode()}
-    )
+    coordinator = entry.runtime_data
+    old_key = coordinator.signing_key
     until = dt_util.utcnow() + timedelta(seconds=KEY_ROTATION_GRACE_SECONDS)
-    hass.config_entries.async_update_entry(
-        entry,
-        data={
+    # Hold the new key before the node hears of it: a node that switches at once must find
+    # its new session accepted (and Home Assistant still subscribed: no reload).
+    coordinator.async_use_new_ha_key(
+        new_key,
+        fingerprint(new_key),
+        {
             **entry.data,
             CONF_PRIVATE_KEY: private_key_pem(new_key),
             CONF_PREVIOUS_PRIVATE_KEY: entry.data[CONF_PRIVATE_KEY],
             CONF_PREVIOUS_KEY_UNTIL: until.isoformat(),
         },
+    )
+    # Signed with the old key, which the node trusts; it then switches to the new one.
+    await coordinator.async_send_command(
+        "set_ha_key", {"key": base64.b64encode(der).decode()}, signing_key=old_key
     )
     return {
         "fingerprint": format_fingerprint(fingerprint(new_key)),

@@ -6,12 +6,27 @@
 //       member; NOISE_SEED "-" = readings as given, else the privacy layer with that seed
 //   host_node noise SENSOR VALUE COUNT SEED EPS DELTA
 //       prints COUNT privatized values of one sensor (t h g l m f)
-//   host_node announce KEY.pem NODE FW INTERVAL EPS
+//   host_node announce KEY.pem NODE FW INTERVAL EPS [NODE_KEY]
+//       a NODE_KEY makes it a v2 node's announce (proto 2, rev 1, node_key)
 //   host_node identity-new OUT.pem          prints the new identity's node_key
-//   host_node v2 KEY.pem IDENTITY.pem NODE SID COUNT T H G L F M
-//       prints a session message, then COUNT data messages (telemetry seq = ctr)
-//   host_node verify-command KEY.pem NODE LAST_CTR < message
-//       prints "ok CMD CTR INTERVAL EPSILON KEY" (exit 0) or "rejected REASON" (exit 3)
+//   host_node will NODE
+//       draws a will token (section 12.2); prints the last-will payload, then the token's
+//       SHA-256 as 64 hex digits
+//   host_node v2r1 KEY.pem IDENTITY.pem NODE SID COUNT CH WILL_HEX T H G L F M [PAD [FW]]
+//       prints a revision-1 session (section 12.1) with info ch=CH (not valid base64, e.g.
+//       "-": none), fw=FW (default "1.1.0"), interval 5, the default privacy, the key's
+//       fingerprint, will=WILL_HEX and pad=PAD (default 256); then COUNT data messages padded
+//       to PAD (telemetry seq = ctr, time 1763900000, with the default privacy member);
+//       exit 1 when the session cannot be opened or a plaintext is longer than PAD
+//   host_node verify-command KEY.pem NODE LAST_CTR [SESSION_KEY_HEX ...] < message
+//       the node opened sessions with these 32-byte keys, oldest first (its current session
+//       is the last); prints "ok CMD CTR INTERVAL EPSILON KEY CH SESS" (exit 0; "-" for an
+//       empty KEY, CH or SESS) or "rejected REASON" (exit 3)
+//   host_node session-requests EVENT ...
+//       EVENT "r" is an accepted open_session, a number is the loop asking at that
+//       millisecond whether to open the requested session; prints "open" or "wait" for each
+//       number (section 12.5: at most one session per second on open_session)
+#include <cctype>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -76,6 +91,20 @@ struct Drbg {
     mbedtls_entropy_free(&entropy);
   }
 };
+
+bool parse_hex(const char* text, unsigned char* out, size_t len) {
+  if (std::strlen(text) != 2 * len) return false;
+  for (size_t i = 0; i < len; ++i) {
+    unsigned int byte = 0;
+    if (!std::isxdigit(static_cast<unsigned char>(text[2 * i])) ||
+        !std::isxdigit(static_cast<unsigned char>(text[2 * i + 1])) ||
+        std::sscanf(text + 2 * i, "%2x", &byte) != 1) {
+      return false;
+    }
+    out[i] = static_cast<unsigned char>(byte);
+  }
+  return true;
+}
 
 int load(iotshield::Sealer& sealer, const char* path) {
   int rc = sealer.load_public_key(read_file(path));
@@ -157,13 +186,14 @@ int main(int argc, char** argv) {
     }
     return 0;
   }
-  if (cmd == "announce" && argc == 7) {
+  if (cmd == "announce" && (argc == 7 || argc == 8)) {
     iotshield::Sealer sealer;
     if (load(sealer, argv[2]) != 0) return 1;
     privacy.epsilon = std::strtod(argv[6], nullptr);
     std::cout << iotshield::announce_json(argv[3], argv[4],
                                           static_cast<uint32_t>(std::strtoul(argv[5], nullptr, 10)),
-                                          &privacy, sealer.fingerprint())
+                                          &privacy, sealer.fingerprint(),
+                                          argc == 8 ? argv[7] : "")
               << "\n";
     return 0;
   }
@@ -175,7 +205,14 @@ int main(int argc, char** argv) {
     std::cout << identity.public_der_b64() << "\n";
     return 0;
   }
-  if (cmd == "v2" && argc == 13) {
+  if (cmd == "will" && argc == 3) {
+    Drbg drbg;
+    iotshield::WillToken will;
+    if (iotshield::new_will(argv[2], mbedtls_ctr_drbg_random, &drbg.ctx, will) != 0) return 1;
+    std::cout << will.payload << "\n" << will.hash << "\n";
+    return 0;
+  }
+  if (cmd == "v2r1" && argc >= 15 && argc <= 17) {
     Drbg drbg;
     iotshield::Sealer sealer;
     iotshield::Identity identity;
@@ -185,40 +222,75 @@ int main(int argc, char** argv) {
       return 1;
     }
     const std::string node = argv[4];
+    iotshield::SessionInfo info;
+    info.challenge = argv[7];
+    info.firmware = argc == 17 ? argv[16] : "1.1.0";
+    info.interval = 5;
+    info.privacy = privacy.announce_json();
+    info.key_fp = sealer.fingerprint();
+    info.will = argv[8];
+    if (argc >= 16) info.pad = std::strtoul(argv[15], nullptr, 10);
     iotshield::SessionSender session;
     std::string message;
-    if (session.open(node, static_cast<uint32_t>(std::strtoul(argv[5], nullptr, 10)), sealer,
-                     identity, mbedtls_ctr_drbg_random, &drbg.ctx, message) != 0) {
+    if (session.open(node, static_cast<uint32_t>(std::strtoul(argv[5], nullptr, 10)), info,
+                     sealer, identity, mbedtls_ctr_drbg_random, &drbg.ctx, message) != 0) {
+      std::fprintf(stderr, "cannot open the session\n");
       return 1;
     }
     std::cout << message << "\n";
-    Readings r{opt_number(argv[7]), opt_number(argv[8]), opt_number(argv[9]),
-               opt_number(argv[10]), opt_flag(argv[11]), opt_flag(argv[12])};
+    Readings r{opt_number(argv[9]), opt_number(argv[10]), opt_number(argv[11]),
+               opt_number(argv[12]), opt_flag(argv[13]), opt_flag(argv[14])};
     const long count = std::strtol(argv[6], nullptr, 10);
     for (long i = 1; i <= count; ++i) {
       const std::string plaintext =
-          iotshield::encode_telemetry(node, static_cast<uint32_t>(i), 1763900000, r, nullptr);
-      if (session.seal(node, plaintext, message) != 0) return 1;
+          iotshield::encode_telemetry(node, static_cast<uint32_t>(i), 1763900000, r, &privacy);
+      if (session.seal(node, plaintext, message) != 0) {
+        std::fprintf(stderr, "cannot seal a plaintext of %zu bytes\n", plaintext.size());
+        return 1;
+      }
       std::cout << message << "\n";
     }
     return 0;
   }
-  if (cmd == "verify-command" && argc == 5) {
+  if (cmd == "verify-command" && argc >= 5) {
     iotshield::Sealer sealer;
     if (load(sealer, argv[2]) != 0) return 1;
+    iotshield::SessionTags sessions;
+    for (int i = 5; i < argc; ++i) {
+      unsigned char key[32];
+      if (!parse_hex(argv[i], key, sizeof(key))) {
+        std::fprintf(stderr, "a session key is 64 hex digits\n");
+        return 2;
+      }
+      sessions.opened(iotshield::session_tag(key));
+    }
     std::stringstream in;
     in << std::cin.rdbuf();
     iotshield::Command command;
     const auto verdict = iotshield::verify_command(
-        in.str(), sealer, argv[3], std::strtoull(argv[4], nullptr, 10), command);
-    static const char* const kNames[] = {"ok", "unreadable", "bad_signature", "other_node",
-                                         "replayed"};
+        in.str(), sealer, argv[3], std::strtoull(argv[4], nullptr, 10), sessions, command);
+    static const char* const kNames[] = {"ok",       "unreadable", "bad_signature",
+                                         "other_node", "replayed", "other_session"};
     if (verdict != iotshield::CommandVerdict::kOk) {
       std::cout << "rejected " << kNames[static_cast<int>(verdict)] << "\n";
       return 3;
     }
+    const auto shown = [](const std::string& text) { return text.empty() ? "-" : text; };
     std::cout << "ok " << command.cmd << " " << command.ctr << " " << command.interval << " "
-              << command.epsilon << " " << (command.key.empty() ? "-" : command.key) << "\n";
+              << command.epsilon << " " << shown(command.key) << " " << shown(command.challenge)
+              << " " << shown(command.session) << "\n";
+    return 0;
+  }
+  if (cmd == "session-requests") {
+    iotshield::SessionRequests requests;
+    for (int i = 2; i < argc; ++i) {
+      if (std::strcmp(argv[i], "r") == 0) {
+        requests.request(iotshield::Command{});
+      } else {
+        const auto now = static_cast<uint32_t>(std::strtoul(argv[i], nullptr, 10));
+        std::cout << (requests.due(now) ? "open" : "wait") << "\n";
+      }
+    }
     return 0;
   }
   std::fprintf(stderr, "usage: see the comment at the top of firmware/host/host_node.cpp\n");

@@ -1,3 +1,3 @@
 """IoTShield reference node: a Python implementation of firmware/PROTOCOL.md for tests and demos."""
 
-FIRMWARE_VERSION = "1.0.0"
+FIRMWARE_VERSION = "1.1.0"

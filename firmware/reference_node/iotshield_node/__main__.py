@@ -198,7 +198,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--prefix", default="iotshield")
     run.add_argument("--flat-topic", action="store_true", help="publish to <prefix>/sensors/data")
     run.add_argument(
-        "--protocol", type=int, choices=(1, 2), default=2, help="wire format (default 2)"
+        "--protocol",
+        type=int,
+        choices=(1, 2),
+        default=2,
+        help="wire format (default 2, revision 1; 1 obeys only publish_now)",
     )
     run.add_argument(
         "--state-dir",

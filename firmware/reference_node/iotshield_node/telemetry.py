@@ -14,6 +14,8 @@ from .readings import Readings
 
 OAEP = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
 OAEP_SHA256_OVERHEAD = 66
+# Revision 1 pads every v2 plaintext to one length, so that its size says nothing (§12.4).
+PAD_BYTES = 256
 
 
 def _num(value: float | None, decimals: int) -> str:
@@ -38,6 +40,13 @@ def encode_telemetry(
     if privacy is not None and privacy.enabled:
         body += f',"p":{{"e":{privacy.epsilon:.4g},"d":{privacy.delta:.4g}}}'
     return (body + "}").encode()
+
+
+def pad(plaintext: bytes, length: int = PAD_BYTES) -> bytes:
+    """Append spaces up to `length` bytes; a longer plaintext is a bug and is never sent."""
+    if len(plaintext) > length:
+        raise ValueError(f"telemetry is {len(plaintext)} bytes; the padded length is {length}")
+    return plaintext.ljust(length, b" ")
 
 
 def load_public_key(pem: bytes) -> rsa.RSAPublicKey:
@@ -76,7 +85,7 @@ def announce(
     public_key: rsa.RSAPublicKey,
     node_key: str | None = None,
 ) -> dict[str, Any]:
-    """Return the retained announce object of §5 (with the v2 identity key when given)."""
+    """Return the retained announce object of §5 (v2 revision 1 when an identity key is given)."""
     doc: dict[str, Any] = {
         "state": "online",
         "node": node_id,
@@ -88,5 +97,6 @@ def announce(
     }
     if node_key is not None:
         doc["proto"] = 2
+        doc["rev"] = 1
         doc["node_key"] = node_key
     return doc

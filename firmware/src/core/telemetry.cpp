@@ -54,8 +54,19 @@ std::string announce_json(const std::string& node_id, const std::string& firmwar
                     ",\"sensors\":[\"t\",\"h\",\"g\",\"f\",\"m\",\"l\"],\"privacy\":" +
                     (privacy != nullptr ? privacy->announce_json() : std::string("null")) +
                     ",\"key_fp\":\"" + key_fingerprint + "\"";
-  if (!node_key.empty()) out += ",\"proto\":2,\"node_key\":\"" + node_key + "\"";
+  if (!node_key.empty()) out += ",\"proto\":2,\"rev\":1,\"node_key\":\"" + node_key + "\"";
   return out + "}";
+}
+
+std::string hex_digits(const unsigned char* data, size_t len) {
+  static const char hex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(2 * len);
+  for (size_t i = 0; i < len; ++i) {
+    out += hex[data[i] >> 4];
+    out += hex[data[i] & 0x0f];
+  }
+  return out;
 }
 
 Sealer::Sealer() { mbedtls_pk_init(&pk_); }
@@ -88,13 +99,7 @@ std::string Sealer::fingerprint() const {
   unsigned char digest[32];
   mbedtls_md(mbedtls_md_info_from_type(MBEDTLS_MD_SHA256), der.data() + der.size() - len,
              static_cast<size_t>(len), digest);
-  static const char hex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned char byte : digest) {
-    out += hex[byte >> 4];
-    out += hex[byte & 0x0f];
-  }
-  return out;
+  return hex_digits(digest, sizeof(digest));
 }
 
 int Sealer::encrypt(const std::string& plaintext, MbedRng rng, void* rng_ctx,

@@ -16,10 +16,14 @@ namespace iotshield {
 std::string encode_telemetry(const std::string& node_id, uint32_t seq, uint32_t timestamp,
                              const Readings& readings, const PrivacyConfig* privacy);
 
-// The announce of section 5; a non-empty `node_key` marks a v2 node (section 9).
+// The announce of section 5; a non-empty `node_key` marks a v2 node of revision 1 (sections 9
+// and 12), which this firmware's v2 nodes all are.
 std::string announce_json(const std::string& node_id, const std::string& firmware,
                           uint32_t interval, const PrivacyConfig* privacy,
                           const std::string& key_fingerprint, const std::string& node_key = "");
+
+// Lowercase hexadecimal digits of `len` bytes (fingerprints, will hashes, session tags).
+std::string hex_digits(const unsigned char* data, size_t len);
 
 // mbedTLS-style RNG callback used for OAEP padding.
 using MbedRng = int (*)(void*, unsigned char*, size_t);
