@@ -7,7 +7,8 @@ import logging
 from typing import Any
 from unittest.mock import Mock
 
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from iotshield_node.v2 import StoredCounters, V2Sender, node_key_b64
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 from pytest_homeassistant_custom_component.typing import MqttMockPahoClient
@@ -17,7 +18,9 @@ import custom_components.iotshield  # noqa: F401
 from custom_components.iotshield.const import (
     CONF_LEGACY_TOPIC,
     CONF_NODE_ID,
+    CONF_NODE_KEY,
     CONF_PRIVATE_KEY,
+    CONF_PROTOCOL,
     CONF_PUBLISH_INTERVAL,
     CONF_STALE_INTERVALS,
     CONF_TOPIC_PREFIX,
@@ -113,3 +116,29 @@ def mock_config_entry(
         version=1,
         minor_version=1,
     )
+
+
+@pytest.fixture(scope="module")
+def identity() -> ec.EllipticCurvePrivateKey:
+    """Make the node's identity key (wire format v2)."""
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+@pytest.fixture
+def v2_entry(
+    mock_config_entry: MockConfigEntry, identity: ec.EllipticCurvePrivateKey
+) -> MockConfigEntry:
+    """Return the entry of node `kitchen`, paired with wire format v2 and its identity key."""
+    return MockConfigEntry(
+        domain=DOMAIN,
+        title=NODE_ID,
+        unique_id=NODE_ID,
+        data={**mock_config_entry.data, CONF_PROTOCOL: 2, CONF_NODE_KEY: node_key_b64(identity)},
+        options=dict(mock_config_entry.options),
+    )
+
+
+@pytest.fixture
+def node(identity: ec.EllipticCurvePrivateKey, private_key: rsa.RSAPrivateKey) -> V2Sender:
+    """Return the v2 node's side (revision 1), as the reference node runs it."""
+    return V2Sender(NODE_ID, identity, private_key.public_key(), StoredCounters(None))

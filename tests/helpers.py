@@ -4,18 +4,25 @@ from __future__ import annotations
 
 from datetime import timedelta
 import json
+from pathlib import Path
 from typing import Any
 from unittest.mock import MagicMock
 
 from homeassistant.core import HomeAssistant
 from homeassistant.util import dt as dt_util
+from iotshield_node.v2 import load_or_create_identity, node_key_b64
 from pytest_homeassistant_custom_component.common import (
     MockConfigEntry,
     async_fire_mqtt_message,
     async_fire_time_changed,
 )
 
-from custom_components.iotshield.const import FIRST_SESSION_FALLBACK
+from custom_components.iotshield.const import (
+    CONF_NODE_KEY,
+    CONF_PROTOCOL,
+    DOMAIN,
+    FIRST_SESSION_FALLBACK,
+)
 
 # The node's readings (and the time of the last one): what bad input must never change.
 READING_ENTITIES = (
@@ -69,3 +76,18 @@ def latest_challenge(mqtt_mock: MagicMock) -> str:
     requests = [body for body in sent_commands(mqtt_mock) if body["cmd"] == "open_session"]
     assert requests, "Home Assistant asked for no session"
     return str(requests[-1]["args"]["ch"])
+
+
+def paired_v2_entry(template: MockConfigEntry, state_dir: Path) -> MockConfigEntry:
+    """Return a v2 entry of node `kitchen` pinning the identity its state folder holds.
+
+    The identity is made if missing, as a flashed node makes it before it is paired.
+    """
+    identity = load_or_create_identity(state_dir / "kitchen.identity.pem")
+    return MockConfigEntry(
+        domain=DOMAIN,
+        title="kitchen",
+        unique_id="kitchen",
+        data={**template.data, CONF_PROTOCOL: 2, CONF_NODE_KEY: node_key_b64(identity)},
+        options=template.options,
+    )

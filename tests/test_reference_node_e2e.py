@@ -11,11 +11,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from homeassistant.const import STATE_OFF, STATE_UNAVAILABLE
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import device_registry as dr
-from iotshield_node.v2 import load_or_create_identity, node_key_b64
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.iotshield.const import CONF_NODE_KEY, CONF_PROTOCOL, DOMAIN
+from custom_components.iotshield.const import DOMAIN
 from custom_components.iotshield.keys import public_key_pem
 from custom_components.iotshield.protocol import Rejection
 
@@ -29,7 +28,7 @@ from .broker import (  # noqa: F401
     stop_broker,
     wait_until,
 )
-from .helpers import setup_entry
+from .helpers import paired_v2_entry, setup_entry
 
 pytestmark = [pytest.mark.broker, pytest.mark.usefixtures("socket_enabled", "mock_hass_config")]
 
@@ -37,16 +36,8 @@ pytestmark = [pytest.mark.broker, pytest.mark.usefixtures("socket_enabled", "moc
 async def _setup_paired_entry(
     hass: HomeAssistant, template: MockConfigEntry, state_dir: Path
 ) -> MockConfigEntry:
-    """Pair node `kitchen` as v2 with the identity its state folder holds (made if missing)."""
-    # The node's identity exists before pairing, as on a flashed node.
-    identity = load_or_create_identity(state_dir / "kitchen.identity.pem")
-    entry = MockConfigEntry(
-        domain=DOMAIN,
-        title="kitchen",
-        unique_id="kitchen",
-        data={**template.data, CONF_PROTOCOL: 2, CONF_NODE_KEY: node_key_b64(identity)},
-        options=template.options,
-    )
+    """Pair node `kitchen` as v2 with the identity its state folder holds, and load it."""
+    entry = paired_v2_entry(template, state_dir)
     await setup_entry(hass, entry)
     return entry
 

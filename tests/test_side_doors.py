@@ -30,16 +30,11 @@ from pytest_homeassistant_custom_component.common import (
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator, MqttMockHAClient
 
 from custom_components.iotshield.const import (
-    CONF_NODE_ID,
     CONF_NODE_KEY,
     CONF_NODE_REV,
-    CONF_PRIVATE_KEY,
-    CONF_PROTOCOL,
     CONF_PUBLISH_INTERVAL,
-    CONF_TOPIC_PREFIX,
     DOMAIN,
 )
-from custom_components.iotshield.keys import private_key_pem
 from custom_components.iotshield.protocol import Rejection
 
 from .helpers import (
@@ -65,36 +60,17 @@ def reading(seq: int, t: float = 21.5, l: float = 300.0) -> bytes:  # noqa: E741
     )
 
 
-@pytest.fixture(scope="module")
-def identity() -> ec.EllipticCurvePrivateKey:
-    """Make the node's identity key."""
-    return ec.generate_private_key(ec.SECP256R1())
-
-
 @pytest.fixture
-def v2_entry(
-    private_key: rsa.RSAPrivateKey, identity: ec.EllipticCurvePrivateKey
-) -> MockConfigEntry:
-    """Return an entry for node `kitchen` paired with wire format v2."""
-    return MockConfigEntry(
-        domain=DOMAIN,
-        title="kitchen",
-        unique_id="kitchen",
-        data={
-            CONF_NODE_ID: "kitchen",
-            CONF_TOPIC_PREFIX: "iotshield",
-            CONF_PRIVATE_KEY: private_key_pem(private_key),
-            CONF_PROTOCOL: 2,
-            CONF_NODE_KEY: node_key_b64(identity),
-        },
-        options={"publish_interval": 5, "stale_intervals": 3, "legacy_topic": False},
-    )
+def legacy(node: V2Sender) -> V2Sender:
+    """Return the same node running older firmware: wire format v2 without revision 1."""
+    return V2Sender("kitchen", node.identity, node.ha_key, StoredCounters(None), revision=0)
 
 
-@pytest.fixture
-def node(identity: ec.EllipticCurvePrivateKey, private_key: rsa.RSAPrivateKey) -> V2Sender:
-    """Return the node's side, speaking revision 1."""
-    return V2Sender("kitchen", identity, private_key.public_key(), StoredCounters(None))
+async def legacy_running(hass: HomeAssistant, entry: MockConfigEntry, legacy: V2Sender) -> None:
+    """Load the entry; the older node opens a session and sends one reading."""
+    await setup_entry(hass, entry)
+    await publish(hass, DATA_TOPIC, legacy.open_session())
+    await publish(hass, DATA_TOPIC, legacy.seal(reading(1)))
 
 
 async def running(
@@ -135,14 +111,11 @@ def v1_style_announce(**members: Any) -> str:
 async def test_offline_then_an_authenticated_reading_makes_the_node_available(
     hass: HomeAssistant,
     v2_entry: MockConfigEntry,
-    node: V2Sender,
+    legacy: V2Sender,
     mqtt_mock: MqttMockHAClient,
 ) -> None:
     """A revision-0 node: a forged `offline` lasts only until its next valid reading."""
-    legacy = V2Sender("kitchen", node.identity, node.ha_key, StoredCounters(None), revision=0)
-    await setup_entry(hass, v2_entry)
-    await publish(hass, DATA_TOPIC, legacy.open_session())
-    await publish(hass, DATA_TOPIC, legacy.seal(reading(1)))
+    await legacy_running(hass, v2_entry, legacy)
     await publish(hass, STATUS_TOPIC, "offline")
     assert hass.states.get(TEMPERATURE).state == STATE_UNAVAILABLE
     await publish(hass, DATA_TOPIC, legacy.seal(reading(2, t=23.0)))
@@ -195,14 +168,11 @@ async def test_only_the_current_will_token_marks_the_node_offline(
 async def test_an_announced_interval_cannot_hide_a_silent_node(
     hass: HomeAssistant,
     v2_entry: MockConfigEntry,
-    node: V2Sender,
+    legacy: V2Sender,
     mqtt_mock: MqttMockHAClient,
 ) -> None:
     """An announce of 86400 s leaves the staleness window at 3 × the configured 5 s."""
-    legacy = V2Sender("kitchen", node.identity, node.ha_key, StoredCounters(None), revision=0)
-    await setup_entry(hass, v2_entry)
-    await publish(hass, DATA_TOPIC, legacy.open_session())
-    await publish(hass, DATA_TOPIC, legacy.seal(reading(1)))
+    await legacy_running(hass, v2_entry, legacy)
     await publish(hass, STATUS_TOPIC, v1_style_announce(interval=86400))
     assert v2_entry.runtime_data.stale_after == 15
     await pass_time(hass, 16)
@@ -212,11 +182,10 @@ async def test_an_announced_interval_cannot_hide_a_silent_node(
 async def test_absurd_announced_noise_is_bounded(
     hass: HomeAssistant,
     v2_entry: MockConfigEntry,
-    node: V2Sender,
+    legacy: V2Sender,
     mqtt_mock: MqttMockHAClient,
 ) -> None:
     """σ = 1e308 in an announce: a hot reading's alarm still ends after calm readings."""
-    legacy = V2Sender("kitchen", node.identity, node.ha_key, StoredCounters(None), revision=0)
     await setup_entry(hass, v2_entry)
     await publish(hass, DATA_TOPIC, legacy.open_session())
     huge = {"t": 1e308, "h": 1e308, "g": 1e308, "l": 1e308}
@@ -284,11 +253,10 @@ async def test_a_revision_1_node_is_described_by_its_signed_session(
 async def test_a_legacy_node_is_asked_to_update_its_firmware(
     hass: HomeAssistant,
     v2_entry: MockConfigEntry,
-    node: V2Sender,
+    legacy: V2Sender,
     issue_registry: ir.IssueRegistry,
 ) -> None:
     """A node of revision 0 keeps working, with a repair issue asking for new firmware."""
-    legacy = V2Sender("kitchen", node.identity, node.ha_key, StoredCounters(None), revision=0)
     await setup_entry(hass, v2_entry)
     await publish(hass, DATA_TOPIC, legacy.open_session())
     await publish(hass, DATA_TOPIC, legacy.seal(reading(1, t=24.0)))

@@ -14,12 +14,11 @@ import subprocess
 from cryptography.hazmat.primitives.asymmetric import rsa
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import device_registry as dr
-from iotshield_node.v2 import load_or_create_identity, node_key_b64
 import paho.mqtt.client as paho
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.iotshield.const import CONF_NODE_KEY, CONF_PROTOCOL, DOMAIN
+from custom_components.iotshield.const import DOMAIN
 from custom_components.iotshield.keys import public_key_pem
 
 from .broker import (  # noqa: F401
@@ -30,23 +29,11 @@ from .broker import (  # noqa: F401
     start_reference_node,
     wait_until,
 )
-from .helpers import setup_entry
+from .helpers import paired_v2_entry, setup_entry
 
 pytestmark = [pytest.mark.broker, pytest.mark.usefixtures("socket_enabled", "mock_hass_config")]
 
 DATA_TOPIC = "iotshield/kitchen/sensors/data"
-
-
-def _entry(template: MockConfigEntry, state_dir: Path) -> MockConfigEntry:
-    """Return a v2 entry pinning the identity the node's state folder holds (made if missing)."""
-    identity = load_or_create_identity(state_dir / "kitchen.identity.pem")
-    return MockConfigEntry(
-        domain=DOMAIN,
-        title="kitchen",
-        unique_id="kitchen",
-        data={**template.data, CONF_PROTOCOL: 2, CONF_NODE_KEY: node_key_b64(identity)},
-        options=template.options,
-    )
 
 
 def _is_data(msg: paho.MQTTMessage) -> bool:
@@ -71,7 +58,7 @@ async def test_key_rotation_loses_no_reading(
 ) -> None:
     """The node's first session and reading under the new key, sent at once, are accepted."""
     mqtt_entry = await connect_home_assistant(hass, mosquitto)
-    entry = _entry(mock_config_entry, tmp_path)
+    entry = paired_v2_entry(mock_config_entry, tmp_path)
     await setup_entry(hass, entry)
     coordinator = entry.runtime_data
     key = tmp_path / "ha_public.pem"
@@ -125,7 +112,7 @@ async def test_pairing_a_running_node_loses_no_reading(
     mqtt_entry = await connect_home_assistant(hass, mosquitto)
     key = tmp_path / "ha_public.pem"
     key.write_text(public_key_pem(private_key))
-    entry = _entry(mock_config_entry, tmp_path)
+    entry = paired_v2_entry(mock_config_entry, tmp_path)
     observer = await hass.async_add_executor_job(Observer, mosquitto)
     node: subprocess.Popen[bytes] = start_reference_node(
         mosquitto, key, "--interval", "600", "--state-dir", str(tmp_path)

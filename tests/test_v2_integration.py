@@ -30,15 +30,8 @@ from pytest_homeassistant_custom_component.components.diagnostics import (
 )
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator, MqttMockHAClient
 
-from custom_components.iotshield.const import (
-    CONF_NODE_ID,
-    CONF_NODE_KEY,
-    CONF_PRIVATE_KEY,
-    CONF_PROTOCOL,
-    CONF_TOPIC_PREFIX,
-    DOMAIN,
-)
-from custom_components.iotshield.keys import load_private_key, private_key_pem
+from custom_components.iotshield.const import CONF_NODE_KEY, CONF_PRIVATE_KEY, DOMAIN
+from custom_components.iotshield.keys import load_private_key
 from custom_components.iotshield.protocol import Rejection
 
 from .helpers import READING_ENTITIES, first_challenge, publish, setup_entry
@@ -53,38 +46,6 @@ def reading(seq: int, t: float = 21.5) -> bytes:
     return encode_telemetry(
         "kitchen", seq, 1763900000, Readings(t, 45.0, 0.05, 300.0, False, True), None
     )
-
-
-@pytest.fixture(scope="module")
-def identity() -> ec.EllipticCurvePrivateKey:
-    """Make the node's identity key."""
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-@pytest.fixture
-def v2_entry(
-    private_key: rsa.RSAPrivateKey, identity: ec.EllipticCurvePrivateKey
-) -> MockConfigEntry:
-    """Return an entry for node `kitchen` paired with wire format v2."""
-    return MockConfigEntry(
-        domain=DOMAIN,
-        title="kitchen",
-        unique_id="kitchen",
-        data={
-            CONF_NODE_ID: "kitchen",
-            CONF_TOPIC_PREFIX: "iotshield",
-            CONF_PRIVATE_KEY: private_key_pem(private_key),
-            CONF_PROTOCOL: 2,
-            CONF_NODE_KEY: node_key_b64(identity),
-        },
-        options={"publish_interval": 5, "stale_intervals": 3, "legacy_topic": False},
-    )
-
-
-@pytest.fixture
-def node(identity: ec.EllipticCurvePrivateKey, private_key: rsa.RSAPrivateKey) -> V2Sender:
-    """Return the node's v2 side."""
-    return V2Sender("kitchen", identity, private_key.public_key(), StoredCounters(None))
 
 
 def snapshot(hass: HomeAssistant) -> dict[str, tuple[str, object]]:
