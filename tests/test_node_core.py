@@ -105,6 +105,31 @@ def test_python_envelope_decodes_in_integration(private_key: rsa.RSAPrivateKey) 
         seal_v1(b"x" * 191, private_key.public_key())
 
 
+def test_cpp_core_rotates_its_home_assistant_key(
+    host_node: HostNode,  # noqa: F811
+    key_files: Path,
+    private_key: rsa.RSAPrivateKey,
+    other_private_key: rsa.RSAPrivateKey,
+    tmp_path: Path,
+) -> None:
+    """set_ha_key on a loaded key works, and a bad key leaves the old one in place.
+
+    mbedTLS refuses to parse a key into a context that holds one; the node used to ignore
+    that, store the new key anyway and lock itself out.
+    """
+    new = tmp_path / "new.pem"
+    new.write_text(public_key_pem(other_private_key))
+    back = tmp_path / "back.pem"
+    back.write_text(public_key_pem(private_key))
+    bad = tmp_path / "bad.pem"
+    bad.write_text("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n")
+    assert host_node.run("rotate", key_files, new, bad, back) == [
+        f"ok {ha_fingerprint(other_private_key)}",
+        f"kept {ha_fingerprint(other_private_key)}",
+        f"ok {ha_fingerprint(private_key)}",
+    ]
+
+
 def test_fingerprints_and_announce_agree(
     host_node: HostNode,  # noqa: F811
     key_files: Path,

@@ -1,6 +1,9 @@
 // Command-line front end to the portable core, built on a Linux host by the test suite.
 //
 //   host_node fingerprint KEY.pem
+//   host_node rotate KEY.pem NEW.pem ...
+//       one sealer loads KEY.pem, then each NEW.pem in turn, as set_ha_key does on a node;
+//       prints "ok FINGERPRINT" or "kept FINGERPRINT" (the key it still holds) for each
 //   host_node seal KEY.pem NODE SEQ TIME T H G L F M EPS DELTA NOISE_SEED
 //       prints the plaintext, then the envelope; values may be "null"; EPS 0 = no privacy
 //       member; NOISE_SEED "-" = readings as given, else the privacy layer with that seed
@@ -122,6 +125,15 @@ int main(int argc, char** argv) {
     iotshield::Sealer sealer;
     if (load(sealer, argv[2]) != 0) return 1;
     std::cout << sealer.fingerprint() << "\n";
+    return 0;
+  }
+  if (cmd == "rotate" && argc >= 4) {
+    iotshield::Sealer sealer;
+    if (load(sealer, argv[2]) != 0) return 1;
+    for (int i = 3; i < argc; ++i) {
+      const bool swapped = sealer.load_public_key(read_file(argv[i])) == 0;
+      std::cout << (swapped ? "ok " : "kept ") << sealer.fingerprint() << "\n";
+    }
     return 0;
   }
   if (cmd == "seal" && argc == 15) {

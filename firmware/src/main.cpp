@@ -159,12 +159,11 @@ void apply_ha_key(const std::string& key) {
   std::string pem = "-----BEGIN PUBLIC KEY-----\n";
   for (size_t i = 0; i < key.size(); i += 64) pem += key.substr(i, 64) + "\n";
   pem += "-----END PUBLIC KEY-----\n";
-  iotshield::Sealer candidate;
-  if (candidate.load_public_key(pem) != 0) {
+  // The core swaps the key only when the new one loads; only then is it stored.
+  if (sealer.load_public_key(pem) != 0) {
     Serial.println("set_ha_key: not an RSA public key, kept the old one");
     return;
   }
-  sealer.load_public_key(pem);
   nvs.putString("ha_key", pem.c_str());
   Serial.printf("Home Assistant key rotated, fingerprint %s\n", sealer.fingerprint().c_str());
   reannounce();
@@ -388,6 +387,11 @@ void setup() {
   }
   Serial.printf("node %s, Home Assistant key fingerprint %s\n", NODE_ID,
                 sealer.fingerprint().c_str());
+
+  // The radio first: esp_fill_random is a true random source only while Wi-Fi (or Bluetooth)
+  // runs, and the identity key, session keys and will tokens all come from it.
+  WiFi.mode(WIFI_STA);
+  WiFi.setAutoReconnect(true);
   if (kV2) {
     const String pem = nvs.getString("identity", "");
     if (pem.length() == 0 || identity.load_pem(pem.c_str(), mbed_random, nullptr) != 0) {
@@ -400,8 +404,6 @@ void setup() {
   }
   announce_message = build_announce();
 
-  WiFi.mode(WIFI_STA);
-  WiFi.setAutoReconnect(true);
   WiFi.begin(WIFI_SSID, WIFI_PASSWORD);
   while (WiFi.status() != WL_CONNECTED) delay(250);
   Serial.printf("Wi-Fi connected: %s\n", WiFi.localIP().toString().c_str());

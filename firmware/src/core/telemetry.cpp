@@ -74,13 +74,23 @@ Sealer::Sealer() { mbedtls_pk_init(&pk_); }
 Sealer::~Sealer() { mbedtls_pk_free(&pk_); }
 
 int Sealer::load_public_key(const std::string& pem) {
+  // Parsed into a fresh context: mbedTLS refuses to parse into one that already holds a key
+  // (a key rotation), and a key that fails to load must leave the old one in place.
+  mbedtls_pk_context fresh;
+  mbedtls_pk_init(&fresh);
   // mbedTLS wants the terminating NUL counted in a PEM buffer's length.
   int rc = mbedtls_pk_parse_public_key(
-      &pk_, reinterpret_cast<const unsigned char*>(pem.c_str()), pem.size() + 1);
-  if (rc != 0) return rc;
-  if (mbedtls_pk_get_type(&pk_) != MBEDTLS_PK_RSA) return -1;
+      &fresh, reinterpret_cast<const unsigned char*>(pem.c_str()), pem.size() + 1);
+  if (rc == 0 && mbedtls_pk_get_type(&fresh) != MBEDTLS_PK_RSA) rc = -1;
+  if (rc != 0) {
+    mbedtls_pk_free(&fresh);
+    return rc;
+  }
   // OAEP (PKCS#1 v2.1) with SHA-256; the return value only exists from mbedTLS 3.
-  mbedtls_rsa_set_padding(mbedtls_pk_rsa(pk_), MBEDTLS_RSA_PKCS_V21, MBEDTLS_MD_SHA256);
+  mbedtls_rsa_set_padding(mbedtls_pk_rsa(fresh), MBEDTLS_RSA_PKCS_V21, MBEDTLS_MD_SHA256);
+  // The context owns its key through a pointer: handing it over is a plain copy.
+  mbedtls_pk_free(&pk_);
+  pk_ = fresh;
   loaded_ = true;
   return 0;
 }
