@@ -30,7 +30,12 @@ from pytest_homeassistant_custom_component.components.diagnostics import (
 )
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator, MqttMockHAClient
 
-from custom_components.iotshield.const import CONF_NODE_KEY, CONF_PRIVATE_KEY, DOMAIN
+from custom_components.iotshield.const import (
+    CONF_KEY_UNCONFIRMED,
+    CONF_NODE_KEY,
+    CONF_PRIVATE_KEY,
+    DOMAIN,
+)
 from custom_components.iotshield.keys import load_private_key
 from custom_components.iotshield.protocol import Rejection
 
@@ -327,12 +332,60 @@ async def test_key_rotation_loses_no_reading(
     await publish(hass, DATA_TOPIC, node.open_session())
     await publish(hass, DATA_TOPIC, node.seal(reading(2, t=27.0)))
     assert hass.states.get("sensor.kitchen_temperature").state == "27.0"
-    # ...and so does the first session under the new key.
+    # Until the node confirms the new key, commands stay signed with the old one it trusts.
+    device_id = _device_id(hass, v2_entry)
+    await hass.services.async_call(
+        DOMAIN, "send_command", {"device_id": device_id, "command": "publish_now"}, blocking=True
+    )
+    _, payload = _published(mqtt_mock)
+    assert verify_command(payload, private_key.public_key(), "kitchen", StoredCounters(None))
+    # ...and so does the first session under the new key, which confirms it.
     node.ha_key = new_public
     await publish(hass, DATA_TOPIC, node.open_session())
     await publish(hass, DATA_TOPIC, node.seal(reading(3, t=28.0)))
     assert hass.states.get("sensor.kitchen_temperature").state == "28.0"
     assert hass.states.get("sensor.kitchen_rejected_payloads").state == "0"
+    assert CONF_KEY_UNCONFIRMED not in v2_entry.data
+    await hass.services.async_call(
+        DOMAIN, "send_command", {"device_id": device_id, "command": "publish_now"}, blocking=True
+    )
+    _, payload = _published(mqtt_mock)
+    assert verify_command(payload, new_public, "kitchen", StoredCounters(None))
+
+
+async def test_a_missed_rotation_is_sent_again_and_the_node_still_obeys(
+    hass: HomeAssistant,
+    v2_entry: MockConfigEntry,
+    mqtt_mock: MqttMockHAClient,
+    node: V2Sender,
+    private_key: rsa.RSAPrivateKey,
+) -> None:
+    """A node that missed set_ha_key keeps obeying; rotating again re-sends the same key."""
+    await _running(hass, v2_entry, node, mqtt_mock)
+    device_id = _device_id(hass, v2_entry)
+    first = await hass.services.async_call(
+        DOMAIN, "rotate_key", {"device_id": device_id}, blocking=True, return_response=True
+    )
+    _, lost = _published(mqtt_mock)
+    # The command never reached the node; a restart of Home Assistant does not change that.
+    assert await hass.config_entries.async_reload(v2_entry.entry_id)
+    await hass.async_block_till_done()
+    await hass.services.async_call(
+        DOMAIN, "send_command", {"device_id": device_id, "command": "publish_now"}, blocking=True
+    )
+    _, payload = _published(mqtt_mock)
+    counters = StoredCounters(None)
+    assert verify_command(payload, private_key.public_key(), "kitchen", counters)[0] == (
+        "publish_now"
+    )
+    again = await hass.services.async_call(
+        DOMAIN, "rotate_key", {"device_id": device_id}, blocking=True, return_response=True
+    )
+    assert again == first
+    _, resent = _published(mqtt_mock)
+    cmd, args = verify_command(resent, private_key.public_key(), "kitchen", counters)
+    assert cmd == "set_ha_key"
+    assert args == json.loads(json.loads(lost)["body"])["args"]
 
 
 async def test_unknown_session_asks_node_for_a_new_one(

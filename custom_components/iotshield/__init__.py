@@ -15,6 +15,7 @@ from homeassistant.util import dt as dt_util
 
 from .alerts import llm_issue_id
 from .const import (
+    CONF_KEY_UNCONFIRMED,
     CONF_NODE_ID,
     CONF_NODE_KEY,
     CONF_NODE_REV,
@@ -105,6 +106,8 @@ async def async_setup_entry(hass: HomeAssistant, entry: IoTShieldConfigEntry) ->
             translation_placeholders={"node_id": node_id},
         )
     learned = baseline_store(hass, entry)
+    # Until the node confirms a rotated key, commands are signed with the one it trusts.
+    pending = keys[0] if entry.data.get(CONF_KEY_UNCONFIRMED) and len(keys) > 1 else None
     coordinator = IoTShieldCoordinator(
         hass,
         entry,
@@ -112,8 +115,9 @@ async def async_setup_entry(hass: HomeAssistant, entry: IoTShieldConfigEntry) ->
         fingerprint(keys[0]),
         store,
         stored,
-        keys[0],
+        keys[-1] if pending is not None else keys[0],
         (learned, await learned.async_load()),
+        pending,
     )
     entry.runtime_data = coordinator
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)

@@ -46,6 +46,9 @@ CONF_NODE_KEY: Final = "node_key"
 CONF_NODE_REV: Final = "node_rev"
 CONF_PREVIOUS_PRIVATE_KEY: Final = "previous_private_key"
 CONF_PREVIOUS_KEY_UNTIL: Final = "previous_key_until"
+# Set while a rotated key waits for the node to confirm it: commands stay signed with the
+# previous key, which the node still trusts, until the node signs the new fingerprint.
+CONF_KEY_UNCONFIRMED: Final = "key_unconfirmed"
 CONF_PAIRING: Final = "pairing"
 PROTOCOL_V1: Final = 1
 PROTOCOL_V2: Final = 2

@@ -28,6 +28,7 @@ from .anomaly import AnomalyDetector, Verdict, unusual, with_anomalies
 from .const import (
     BASELINE_SAVE_INTERVAL,
     CONF_ANOMALY_LEVEL,
+    CONF_KEY_UNCONFIRMED,
     CONF_LEGACY_TOPIC,
     CONF_NODE_ID,
     CONF_NODE_KEY,
@@ -206,6 +207,7 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
         stored: dict[str, Any],
         signing_key: rsa.RSAPrivateKey,
         baseline: tuple[Store[dict[str, Any]], dict[str, Any] | None],
+        pending_key: rsa.RSAPrivateKey | None = None,
     ) -> None:
         """Set up state; nothing is subscribed until async_start."""
         super().__init__(
@@ -224,6 +226,8 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
         self._store = store
         self._command_ctr = int(stored.get("command_ctr", 0))
         self._signing_key = signing_key
+        # A rotated key the node has not confirmed yet (it decrypts, but signs nothing).
+        self._pending_key = pending_key
         self._last_session_request: float | None = None
         self.rejections = RejectionTracker(REJECTION_LOG_INTERVAL)
         self.severity = SeverityEngine(thresholds_of(entry))
@@ -510,10 +514,9 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
         if entry.data.get(CONF_NODE_REV, 0) < self.revision:
             # Pinned so that a revision-0 session of this node is a downgrade from now on,
             # also after a restart. Not a settings change: no reload.
-            data = {**entry.data, CONF_NODE_REV: self.revision}
-            self.loaded_settings = (data, dict(entry.options))
-            self.hass.config_entries.async_update_entry(entry, data=data)
+            self._update_entry_data({**entry.data, CONF_NODE_REV: self.revision})
         self.session_info = info
+        self._confirm_key(info.key_fp)
         self._check_announced_key(info.key_fp)
         self._apply_noise(info.privacy)
         self._update_firmware(info.firmware)
@@ -610,13 +613,7 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
         """Have the baseline written with the final writes of a stopping Home Assistant."""
         self._save_baseline(0)
 
-    async def async_send_command(
-        self,
-        command: str,
-        args: dict[str, Any],
-        *,
-        signing_key: rsa.RSAPrivateKey | None = None,
-    ) -> None:
+    async def async_send_command(self, command: str, args: dict[str, Any]) -> None:
         """Publish a command to the node: signed for v2, plain (and limited) for v1."""
         if isinstance(self._decoder, V2Receiver):
             # Never below a previous counter, even if the stored one was lost.
@@ -628,7 +625,7 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
             await self.async_flush(baseline=False)
             payload = await self.hass.async_add_executor_job(
                 sign_command,
-                signing_key or self._signing_key,
+                self._signing_key,
                 self.node_id,
                 ctr,
                 command,
@@ -799,6 +796,8 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
             self._stale = False
             self._arm_stale_clock()
         if announce.key_fingerprint is not None:
+            # An older node signs nothing about its key; its announce is all there is.
+            self._confirm_key(announce.key_fingerprint)
             self._check_announced_key(announce.key_fingerprint)
         if announce.informative:
             self._apply_noise(announce.privacy)
@@ -858,9 +857,9 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
         )
 
     @property
-    def signing_key(self) -> rsa.RSAPrivateKey:
-        """Return the key Home Assistant signs this node's commands with."""
-        return self._signing_key
+    def pending_key(self) -> rsa.RSAPrivateKey | None:
+        """Return a rotated key the node has not confirmed yet."""
+        return self._pending_key
 
     @callback
     def async_set_interval_option(self, interval: int) -> None:
@@ -875,16 +874,33 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
     def async_use_new_ha_key(
         self, new_key: rsa.RSAPrivateKey, new_fingerprint: str, data: dict[str, Any]
     ) -> None:
-        """Switch to a new Home Assistant key in place, keeping the old one for the grace.
+        """Decrypt with a new Home Assistant key at once, keeping the old one for the grace.
 
         No reload: a node that answers set_ha_key at once must find Home Assistant
-        subscribed and already holding the new key.
+        subscribed and already holding the new key. Commands stay signed with the old key
+        until the node confirms the new one: a node that missed set_ha_key must still obey.
         """
-        old_key = self._signing_key
         if isinstance(self._decoder, V2Receiver):
-            self._decoder.set_ha_keys([new_key, old_key])
-        self._signing_key = new_key
+            self._decoder.set_ha_keys([new_key, self._signing_key])
+        self._pending_key = new_key
         self.key_fingerprint = new_fingerprint
+        self._update_entry_data({**data, CONF_KEY_UNCONFIRMED: True})
+
+    @callback
+    def _confirm_key(self, node_fingerprint: str) -> None:
+        """Sign with the rotated key once the node says it encrypts for it."""
+        if self._pending_key is None or node_fingerprint != self.key_fingerprint:
+            return
+        LOGGER.info("IoTShield node %s confirmed Home Assistant's new key", self.node_id)
+        self._signing_key = self._pending_key
+        self._pending_key = None
+        data = dict(self.config_entry.data)
+        data.pop(CONF_KEY_UNCONFIRMED, None)
+        self._update_entry_data(data)
+
+    @callback
+    def _update_entry_data(self, data: dict[str, Any]) -> None:
+        """Store entry data that is state, not settings: no reload."""
         entry = self.config_entry
         self.loaded_settings = (data, dict(entry.options))
         self.hass.config_entries.async_update_entry(entry, data=data)

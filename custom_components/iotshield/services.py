@@ -114,33 +114,32 @@ async def _async_rotate_key(call: ServiceCall) -> ServiceResponse:
             translation_key="rotation_needs_v2",
             translation_placeholders={"node_id": entry.title},
         )
-    new_key = await hass.async_add_executor_job(generate_private_key)
+    coordinator = entry.runtime_data
+    new_key = coordinator.pending_key
+    if new_key is None:
+        new_key = await hass.async_add_executor_job(generate_private_key)
+        until = (dt_util.utcnow() + timedelta(seconds=KEY_ROTATION_GRACE_SECONDS)).isoformat()
+        # Hold the new key before the node hears of it: a node that switches at once must
+        # find its new session accepted (and Home Assistant still subscribed: no reload).
+        coordinator.async_use_new_ha_key(
+            new_key,
+            fingerprint(new_key),
+            {
+                **entry.data,
+                CONF_PRIVATE_KEY: private_key_pem(new_key),
+                CONF_PREVIOUS_PRIVATE_KEY: entry.data[CONF_PRIVATE_KEY],
+                CONF_PREVIOUS_KEY_UNTIL: until,
+            },
+        )
+    else:
+        # The node has not confirmed the last rotation: tell it that key again, not a new one.
+        until = str(entry.data[CONF_PREVIOUS_KEY_UNTIL])
     der = new_key.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    coordinator = entry.runtime_data
-    old_key = coordinator.signing_key
-    until = dt_util.utcnow() + timedelta(seconds=KEY_ROTATION_GRACE_SECONDS)
-    # Hold the new key before the node hears of it: a node that switches at once must find
-    # its new session accepted (and Home Assistant still subscribed: no reload).
-    coordinator.async_use_new_ha_key(
-        new_key,
-        fingerprint(new_key),
-        {
-            **entry.data,
-            CONF_PRIVATE_KEY: private_key_pem(new_key),
-            CONF_PREVIOUS_PRIVATE_KEY: entry.data[CONF_PRIVATE_KEY],
-            CONF_PREVIOUS_KEY_UNTIL: until.isoformat(),
-        },
-    )
-    # Signed with the old key, which the node trusts; it then switches to the new one.
-    await coordinator.async_send_command(
-        "set_ha_key", {"key": base64.b64encode(der).decode()}, signing_key=old_key
-    )
-    return {
-        "fingerprint": format_fingerprint(fingerprint(new_key)),
-        "old_key_until": until.isoformat(),
-    }
+    # Signed with the old key, which the node trusts until it confirms the new one.
+    await coordinator.async_send_command("set_ha_key", {"key": base64.b64encode(der).decode()})
+    return {"fingerprint": format_fingerprint(fingerprint(new_key)), "old_key_until": until}
 
 
 def _loaded_entries(hass: HomeAssistant) -> list[IoTShieldConfigEntry]:
