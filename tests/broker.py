@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable, Generator
 import contextlib
 from dataclasses import dataclass
+import functools
 from pathlib import Path
 import queue
 import shutil
@@ -22,6 +23,8 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+from .node_builds import mqtt_node  # noqa: F401
 
 USERNAME = "homeassistant"
 PASSWORD = "correct-horse-battery-staple"
@@ -200,6 +203,42 @@ def start_reference_node(broker: Broker, key: Path, *extra: str) -> subprocess.P
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+def start_cpp_node(broker: Broker, key: Path, *extra: str, binary: Path) -> subprocess.Popen[bytes]:
+    """Run the firmware's node built for the host (`binary`) as node `kitchen`, like the above."""
+    return subprocess.Popen(
+        [
+            str(binary),
+            "run",
+            "--broker",
+            broker.host,
+            "--port",
+            str(broker.port),
+            "--username",
+            broker.username,
+            "--password",
+            broker.password,
+            "--key",
+            str(key),
+            "--node-id",
+            "kitchen",
+            *extra,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+StartNode = Callable[..., subprocess.Popen[bytes]]
+
+
+@pytest.fixture(params=["python", "cpp"])
+def start_node(request: pytest.FixtureRequest) -> StartNode:
+    """Return how to start node `kitchen`: the Python reference node or the firmware's node."""
+    if request.param == "python":
+        return start_reference_node
+    return functools.partial(start_cpp_node, binary=request.getfixturevalue("mqtt_node"))
 
 
 async def wait_until(

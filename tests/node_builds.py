@@ -1,4 +1,4 @@
-"""Build the firmware's portable C++ core for the host, as the test suite's node."""
+"""Build the firmware's portable C++ core for the host, as the test suite's nodes."""
 
 from __future__ import annotations
 
@@ -9,20 +9,25 @@ import subprocess
 import pytest
 
 FIRMWARE = Path(__file__).parent.parent / "firmware"
-SOURCES = [
+CORE = [
     FIRMWARE / "src" / "core" / "privacy.cpp",
     FIRMWARE / "src" / "core" / "telemetry.cpp",
     FIRMWARE / "src" / "core" / "v2.cpp",
-    FIRMWARE / "host" / "host_node.cpp",
+]
+SOURCES = [*CORE, FIRMWARE / "host" / "host_node.cpp"]
+# The whole node (core/node.cpp, what the ESP32 runs) over MQTT with libmosquitto.
+MQTT_NODE_SOURCES = [
+    *CORE,
+    FIRMWARE / "src" / "core" / "node.cpp",
+    FIRMWARE / "host" / "mqtt_node.cpp",
 ]
 
 
-def build_host_node(out_dir: Path) -> Path:
-    """Compile the core and its command-line front end with warnings as errors."""
+def _compile(sources: list[Path], binary: Path, libraries: list[str]) -> Path:
+    """Compile sources into one program with warnings as errors, or fail the test."""
     compiler = shutil.which("g++")
     if compiler is None:
         pytest.fail("g++ is installed by scripts/setup")
-    binary = out_dir / "host_node"
     result = subprocess.run(
         [
             compiler,
@@ -32,8 +37,8 @@ def build_host_node(out_dir: Path) -> Path:
             "-Wextra",
             "-Werror",
             f"-I{FIRMWARE / 'src'}",
-            *map(str, SOURCES),
-            "-lmbedcrypto",
+            *map(str, sources),
+            *libraries,
             "-o",
             str(binary),
         ],
@@ -44,6 +49,16 @@ def build_host_node(out_dir: Path) -> Path:
     if result.returncode != 0:
         pytest.fail(f"the C++ core does not build:\n{result.stderr}")
     return binary
+
+
+def build_host_node(out_dir: Path) -> Path:
+    """Compile the core and its command-line front end."""
+    return _compile(SOURCES, out_dir / "host_node", ["-lmbedcrypto"])
+
+
+def build_mqtt_node(out_dir: Path) -> Path:
+    """Compile the firmware's node with its host glue: a complete node over MQTT."""
+    return _compile(MQTT_NODE_SOURCES, out_dir / "mqtt_node", ["-lmosquitto", "-lmbedcrypto"])
 
 
 class HostNode:
@@ -66,3 +81,9 @@ class HostNode:
 def host_node(tmp_path_factory: pytest.TempPathFactory) -> HostNode:
     """Build the C++ core once per test session."""
     return HostNode(build_host_node(tmp_path_factory.mktemp("firmware")))
+
+
+@pytest.fixture(scope="session")
+def mqtt_node(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Build the firmware's node for the host once per test session; return the program."""
+    return build_mqtt_node(tmp_path_factory.mktemp("mqtt-node"))

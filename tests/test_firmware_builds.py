@@ -35,8 +35,8 @@ BREAKAGES = [
     ),
     (
         "nested_config_on_idf4",
-        "mqtt_cfg.lwt_msg = will.payload.c_str();",
-        "mqtt_cfg.session.last_will.msg = will.payload.c_str();",
+        "mqtt_cfg.lwt_msg = will_payload.c_str();",
+        "mqtt_cfg.session.last_will.msg = will_payload.c_str();",
         4,
         "has no member named 'session'",
     ),
@@ -49,17 +49,17 @@ BREAKAGES = [
     ),
     (
         "printf_format_mismatch",
-        'Serial.printf("refused a command (%d)\\n"',
-        'Serial.printf("refused a command (%s)\\n"',
+        'Serial.printf("[iotshield] %s\\n", line.c_str());',
+        'Serial.printf("[iotshield] %d\\n", line.c_str());',
         5,
         "-Werror=format",
     ),
     (
         "arduino_string_as_std_string",
-        "sealer.load_public_key(stored_key.c_str())",
-        "sealer.load_public_key(stored_key)",
+        "    return value.c_str();\n",
+        "    return value;\n",
         4,
-        "load_public_key",
+        "could not convert 'value' from 'const String'",
     ),
 ]
 

@@ -21,9 +21,12 @@ from custom_components.iotshield.protocol import Rejection
 from .broker import (  # noqa: F401
     Broker,
     Observer,
+    StartNode,
     connect_home_assistant,
     mosquitto,
+    mqtt_node,
     start_broker,
+    start_node,
     start_reference_node,
     stop_broker,
     wait_until,
@@ -48,15 +51,19 @@ async def test_reference_node_feeds_the_six_entities(
     mock_config_entry: MockConfigEntry,
     private_key: rsa.RSAPrivateKey,
     tmp_path: Path,
+    start_node: StartNode,  # noqa: F811
 ) -> None:
-    """Announce, v2 readings, a signed command from Home Assistant, and `offline` at exit."""
+    """Announce, v2 readings, a signed command from Home Assistant, and `offline` at exit.
+
+    Run with the Python reference node and with the firmware's node built for the host.
+    """
     mqtt_entry = await connect_home_assistant(hass, mosquitto)
     entry = await _setup_paired_entry(hass, mock_config_entry, tmp_path)
     coordinator = entry.runtime_data
     key = tmp_path / "ha_public.pem"
     key.write_text(public_key_pem(private_key))
     # A long interval: after its first reading the node only speaks when told to.
-    node = start_reference_node(
+    node = start_node(
         mosquitto, key, "--interval", "600", "--seed", "3", "--state-dir", str(tmp_path)
     )
     try:

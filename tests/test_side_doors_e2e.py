@@ -1,8 +1,9 @@
 """No reading lost at the seams, through a real broker, with a node that answers at once.
 
-The reference node reacts to `set_ha_key` and `open_session` immediately (a session and a
-reading within milliseconds), so Home Assistant must already hold the new key and be
-subscribed before it asks.
+Each test runs with the Python reference node and with the firmware's node built for the host
+(the same C++ that runs on the ESP32). Both react to `set_ha_key` and `open_session` at once (a
+session and a reading within milliseconds), so Home Assistant must already hold the new key and
+be subscribed before it asks.
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ from custom_components.iotshield.keys import public_key_pem
 from .broker import (  # noqa: F401
     Broker,
     Observer,
+    StartNode,
     connect_home_assistant,
     mosquitto,
-    start_reference_node,
+    mqtt_node,
+    start_node,
     wait_until,
 )
 from .helpers import paired_v2_entry, setup_entry
@@ -55,8 +58,9 @@ async def test_key_rotation_loses_no_reading(
     mock_config_entry: MockConfigEntry,
     private_key: rsa.RSAPrivateKey,
     tmp_path: Path,
+    start_node: StartNode,  # noqa: F811
 ) -> None:
-    """The node's first session and reading under the new key, sent at once, are accepted."""
+    """The node's first session and reading under the new key are accepted; it obeys the key."""
     mqtt_entry = await connect_home_assistant(hass, mosquitto)
     entry = paired_v2_entry(mock_config_entry, tmp_path)
     await setup_entry(hass, entry)
@@ -65,7 +69,7 @@ async def test_key_rotation_loses_no_reading(
     key.write_text(public_key_pem(private_key))
     observer = await hass.async_add_executor_job(Observer, mosquitto)
     # A long interval: after its first readings the node only speaks when told to.
-    node = start_reference_node(mosquitto, key, "--interval", "600", "--state-dir", str(tmp_path))
+    node = start_node(mosquitto, key, "--interval", "600", "--state-dir", str(tmp_path))
     try:
         await wait_until(hass, lambda: coordinator.data.telemetry is not None, "a first reading")
         await hass.async_block_till_done(wait_background_tasks=True)
@@ -88,6 +92,20 @@ async def test_key_rotation_loses_no_reading(
         )
         assert coordinator.rejections.total == refused_before
         assert entry.runtime_data is coordinator  # rotated in place, never unsubscribed
+        # A command signed with the new key is obeyed: the node publishes a reading at once.
+        before = coordinator.data.telemetry.seq
+        await hass.services.async_call(
+            DOMAIN,
+            "send_command",
+            {"device_id": device.id, "command": "publish_now"},
+            blocking=True,
+        )
+        await wait_until(
+            hass,
+            lambda: coordinator.data.telemetry.seq > before,
+            "a reading after publish_now signed with the new key",
+        )
+        assert coordinator.rejections.total == refused_before
     finally:
         node.terminate()
         node.wait(timeout=15)
@@ -103,6 +121,7 @@ async def test_pairing_a_running_node_loses_no_reading(
     mock_config_entry: MockConfigEntry,
     private_key: rsa.RSAPrivateKey,
     tmp_path: Path,
+    start_node: StartNode,  # noqa: F811
 ) -> None:
     """Paired while it runs, the node answers the first open_session at once: nothing lost.
 
@@ -114,7 +133,7 @@ async def test_pairing_a_running_node_loses_no_reading(
     key.write_text(public_key_pem(private_key))
     entry = paired_v2_entry(mock_config_entry, tmp_path)
     observer = await hass.async_add_executor_job(Observer, mosquitto)
-    node: subprocess.Popen[bytes] = start_reference_node(
+    node: subprocess.Popen[bytes] = start_node(
         mosquitto, key, "--interval", "600", "--state-dir", str(tmp_path)
     )
     try:
