@@ -257,6 +257,7 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
         # Set when a node that just started opened a session without our challenge: its
         # readings until it answers are expected to be refused, and are not counted.
         self._awaiting_answer = False
+        self._postponed_request: CALLBACK_TYPE | None = None
         self._online: bool | None = None
         self._stale = False
         self._was_available = True
@@ -317,6 +318,7 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
                 await mqtt.async_subscribe(self.hass, topic, handler, qos=1, encoding=None)
             )
         entry.async_on_unload(self._stop_stale_clock)
+        entry.async_on_unload(self._cancel_postponed_request)
         entry.async_on_unload(
             self.hass.bus.async_listen(EVENT_HOMEASSISTANT_STOP, self._on_homeassistant_stop)
         )
@@ -482,10 +484,18 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
     def _request_session(
         self, *, rate_limited: bool = True, interval: float = SESSION_REQUEST_INTERVAL
     ) -> None:
-        """Ask a v2 node to open a session, at most once per `interval` seconds."""
+        """Ask a v2 node to open a session, at most once per `interval` seconds.
+
+        A request within the interval is postponed to its end, not dropped: a node that
+        restarted just after the last request would otherwise never be asked again.
+        """
         now = time.monotonic()
         last = self._last_session_request
         if rate_limited and last is not None and now - last < interval:
+            if self._postponed_request is None:
+                self._postponed_request = async_call_later(
+                    self.hass, last + interval - now, self._request_postponed_session
+                )
             return
         self._last_session_request = now
         self.config_entry.async_create_background_task(
@@ -493,10 +503,24 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
         )
 
     @callback
+    def _request_postponed_session(self, _now: datetime) -> None:
+        """Send the request the rate limit postponed (a session accepted meanwhile cancels it)."""
+        self._postponed_request = None
+        self._request_session(rate_limited=False)
+
+    @callback
+    def _cancel_postponed_request(self) -> None:
+        """Drop a postponed session request (the entry unloads)."""
+        if self._postponed_request is not None:
+            self._postponed_request()
+            self._postponed_request = None
+
+    @callback
     def _session_accepted(self, info: SessionInfo | None) -> None:
         """Apply a newly accepted session: what a revision-1 node signed, and the repairs."""
         ir.async_delete_issue(self.hass, DOMAIN, impersonation_issue_id(self.node_id))
         self._awaiting_answer = False
+        self._cancel_postponed_request()
         self._save_state()
         if info is None:
             ir.async_create_issue(

@@ -166,15 +166,17 @@ class ReferenceNode:
     def _on_connect(
         self, client: paho.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any
     ) -> None:
-        """Announce, open a session and listen for commands after every (re)connect."""
+        """Listen for commands, announce and open a session after every (re)connect."""
         if reason.is_failure:
             LOGGER.warning("node %s: broker refused the connection: %s", self.node_id, reason)
             return
+        # Commands first: the broker handles a connection's packets in order, so Home
+        # Assistant's answer to the session cannot arrive before the subscription (§12.6).
+        client.subscribe(self._command_topic, qos=1)
         self._announce()
         with self._lock:
             # Every (re)connect starts a new session (PROTOCOL.md §9).
             self._open_session()
-        client.subscribe(self._command_topic, qos=1)
         self.connected.set()
         LOGGER.info("node %s: connected and announced", self.node_id)
 

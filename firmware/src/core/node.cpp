@@ -121,14 +121,16 @@ void Node::on_message(const std::string& topic, const std::string& payload) {
   if (queued_commands_.size() < kMaxQueuedCommands) queued_commands_.push_back(payload);
 }
 
-// Section 12.6 step 2: announce, then a session, then commands.
+// Section 12.6 step 2: commands first (the broker handles one connection's packets in order,
+// so Home Assistant's answer to the session cannot arrive before the subscription), then the
+// announce and a session.
 void Node::connect_sequence() {
+  publisher_.subscribe(command_topic_, 1);
   publisher_.publish(status_topic_, announce_message_, 1, true);
   if (config_.v2) {
     need_session_ = true;  // every (re)connect opens a new session (section 9)
     open_session();
   }
-  publisher_.subscribe(command_topic_, 1);
   system_.log("MQTT connected, announced");
 }
 
