@@ -207,31 +207,25 @@ class HostClock : public iotshield::Clock {
   std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
 };
 
-// A CTR-DRBG seeded from the host's entropy; locked, as both MQTT threads draw from it.
-class HostRandom : public iotshield::RandomSource {
+// The host's entropy (mbedTLS's platform sources), seeding the node's own CTR-DRBG.
+class HostEntropy : public iotshield::RandomSource {
  public:
-  HostRandom() {
-    mbedtls_entropy_init(&entropy_);
-    mbedtls_ctr_drbg_init(&drbg_);
-    ok_ = mbedtls_ctr_drbg_seed(&drbg_, mbedtls_entropy_func, &entropy_, nullptr, 0) == 0;
-  }
-  ~HostRandom() override {
-    mbedtls_ctr_drbg_free(&drbg_);
-    mbedtls_entropy_free(&entropy_);
-  }
-  HostRandom(const HostRandom&) = delete;
-  HostRandom& operator=(const HostRandom&) = delete;
-  bool ok() const { return ok_; }
+  HostEntropy() { mbedtls_entropy_init(&entropy_); }
+  ~HostEntropy() override { mbedtls_entropy_free(&entropy_); }
+  HostEntropy(const HostEntropy&) = delete;
+  HostEntropy& operator=(const HostEntropy&) = delete;
   void fill(uint8_t* out, size_t len) override {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (mbedtls_ctr_drbg_random(&drbg_, out, len) != 0) std::abort();  // never weak keys
+    // The DRBG asks for at most a few dozen bytes at a time, within one entropy block.
+    while (len > 0) {
+      const size_t chunk = len < MBEDTLS_ENTROPY_BLOCK_SIZE ? len : MBEDTLS_ENTROPY_BLOCK_SIZE;
+      if (mbedtls_entropy_func(&entropy_, out, chunk) != 0) std::abort();
+      out += chunk;
+      len -= chunk;
+    }
   }
 
  private:
-  std::mutex mutex_;
   mbedtls_entropy_context entropy_;
-  mbedtls_ctr_drbg_context drbg_;
-  bool ok_ = false;
 };
 
 class MosquittoPublisher : public iotshield::Publisher {
@@ -436,8 +430,9 @@ int main(int argc, char** argv) {
   config.privacy.epsilon = options.epsilon;
   FileStorage storage(options.state_dir, options.node_id);
   HostClock clock;
-  HostRandom random;
-  if (!random.ok()) return 1;
+  HostEntropy entropy;
+  iotshield::DrbgRandom random(entropy);
+  if (random.seed() != 0) return 1;
   MosquittoPublisher publisher(mosq);
   HomeSensors sensors(clock, options.seed);
   HostSystem system;

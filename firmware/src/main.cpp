@@ -160,6 +160,8 @@ class Board : public iotshield::System {
 NvsStorage storage;
 BoardClock board_clock;
 HardwareRandom hardware_random;
+// Every key, token and nonce of the node comes from this, seeded once the radio runs.
+iotshield::DrbgRandom drbg(hardware_random);
 EspMqtt client;
 BoardSensors sensors;
 Board board;
@@ -183,7 +185,7 @@ iotshield::NodeConfig node_config() {
   return config;
 }
 
-iotshield::Node node(node_config(), storage, board_clock, hardware_random, client, sensors,
+iotshield::Node node(node_config(), storage, board_clock, drbg, client, sensors,
                      board);
 
 void on_mqtt_event(void*, esp_event_base_t, int32_t event_id, void* event_data) {
@@ -256,6 +258,10 @@ void setup() {
   // runs, and the identity key, session keys and will tokens all come from it.
   WiFi.mode(WIFI_STA);
   WiFi.setAutoReconnect(true);
+  if (drbg.seed() != 0) {
+    Serial.println("cannot seed the random generator");
+    for (;;) delay(1000);
+  }
   if (node.begin() != 0) {
     Serial.println("HA_PUBLIC_KEY_PEM is not an RSA public key: fix include/config.h");
     for (;;) delay(1000);

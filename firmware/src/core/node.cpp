@@ -1,5 +1,7 @@
 #include "node.h"
 
+#include <cstdlib>
+
 #include <cstdio>
 
 namespace iotshield {
@@ -277,6 +279,41 @@ void Node::loop() {
 
 void Node::stop() {
   if (connected_) publisher_.publish(status_topic_, will_payload(), 1, true);
+}
+
+}  // namespace iotshield
+
+namespace iotshield {
+
+DrbgRandom::DrbgRandom(RandomSource& entropy) : entropy_(entropy) { mbedtls_ctr_drbg_init(&drbg_); }
+
+DrbgRandom::~DrbgRandom() { mbedtls_ctr_drbg_free(&drbg_); }
+
+int DrbgRandom::draw_entropy(void* self, unsigned char* out, size_t len) {
+  static_cast<DrbgRandom*>(self)->entropy_.fill(out, len);
+  return 0;
+}
+
+int DrbgRandom::seed() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  static const char kPersonalisation[] = "iotshield-node";
+  const int rc = mbedtls_ctr_drbg_seed(&drbg_, draw_entropy, this,
+                                       reinterpret_cast<const unsigned char*>(kPersonalisation),
+                                       sizeof(kPersonalisation) - 1);
+  seeded_ = rc == 0;
+  return rc;
+}
+
+void DrbgRandom::fill(uint8_t* out, size_t len) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!seeded_) std::abort();
+  // mbedTLS hands out at most MBEDTLS_CTR_DRBG_MAX_REQUEST bytes per call.
+  while (len > 0) {
+    const size_t chunk = len < MBEDTLS_CTR_DRBG_MAX_REQUEST ? len : MBEDTLS_CTR_DRBG_MAX_REQUEST;
+    if (mbedtls_ctr_drbg_random(&drbg_, out, chunk) != 0) std::abort();
+    out += chunk;
+    len -= chunk;
+  }
 }
 
 }  // namespace iotshield

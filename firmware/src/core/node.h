@@ -16,6 +16,8 @@
 #include <mutex>
 #include <string>
 
+#include <mbedtls/ctr_drbg.h>
+
 #include "privacy.h"
 #include "readings.h"
 #include "telemetry.h"
@@ -48,6 +50,27 @@ class RandomSource {
  public:
   virtual ~RandomSource() = default;
   virtual void fill(uint8_t* out, size_t len) = 0;
+};
+
+// All of a node's key material comes from this CTR-DRBG, seeded (and reseeded) from an
+// entropy source: the ESP32's hardware RNG once the radio runs, the host's entropy on Linux.
+class DrbgRandom : public RandomSource {
+ public:
+  explicit DrbgRandom(RandomSource& entropy);
+  ~DrbgRandom() override;
+  DrbgRandom(const DrbgRandom&) = delete;
+  DrbgRandom& operator=(const DrbgRandom&) = delete;
+  // Call once the entropy source is a true random source; 0 on success.
+  int seed();
+  // Aborts when unseeded or failing: a node must never make a key from weak randomness.
+  void fill(uint8_t* out, size_t len) override;
+
+ private:
+  static int draw_entropy(void* self, unsigned char* out, size_t len);
+  RandomSource& entropy_;
+  mbedtls_ctr_drbg_context drbg_;
+  std::mutex mutex_;
+  bool seeded_ = false;
 };
 
 class Publisher {
