@@ -131,6 +131,7 @@ async def test_reference_node_feeds_the_six_entities(
 
 async def test_replay_after_broker_restart_is_refused(
     hass: HomeAssistant,
+    start_node: StartNode,  # noqa: F811
     mock_config_entry: MockConfigEntry,
     private_key: rsa.RSAPrivateKey,
     tmp_path: Path,
@@ -151,7 +152,7 @@ async def test_replay_after_broker_restart_is_refused(
         key = tmp_path / "ha_public.pem"
         key.write_text(public_key_pem(private_key))
         observer = await hass.async_add_executor_job(Observer, broker)
-        node = start_reference_node(broker, key, "--interval", "1", "--state-dir", str(tmp_path))
+        node = start_node(broker, key, "--interval", "1", "--state-dir", str(tmp_path))
         await wait_until(hass, lambda: coordinator.data.telemetry is not None, "a first reading")
         # Capture a reading Home Assistant accepts, as an eavesdropper on the broker would.
         while not observer.messages.empty():
