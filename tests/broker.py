@@ -177,28 +177,30 @@ class Observer:
 REFERENCE_NODE = Path(__file__).parent.parent / "firmware" / "reference_node"
 
 
+def _run_options(broker: Broker, key: Path, extra: tuple[str, ...]) -> list[str]:
+    """Return the `run` options both nodes take, for node `kitchen` on this broker."""
+    return [
+        "run",
+        "--broker",
+        broker.host,
+        "--port",
+        str(broker.port),
+        "--username",
+        broker.username,
+        "--password",
+        broker.password,
+        "--key",
+        str(key),
+        "--node-id",
+        "kitchen",
+        *extra,
+    ]
+
+
 def start_reference_node(broker: Broker, key: Path, *extra: str) -> subprocess.Popen[bytes]:
     """Run `python -m iotshield_node run` for node `kitchen` the way a user would."""
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "iotshield_node",
-            "run",
-            "--broker",
-            broker.host,
-            "--port",
-            str(broker.port),
-            "--username",
-            broker.username,
-            "--password",
-            broker.password,
-            "--key",
-            str(key),
-            "--node-id",
-            "kitchen",
-            *extra,
-        ],
+        [sys.executable, "-m", "iotshield_node", *_run_options(broker, key, extra)],
         cwd=REFERENCE_NODE,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -208,23 +210,7 @@ def start_reference_node(broker: Broker, key: Path, *extra: str) -> subprocess.P
 def start_cpp_node(broker: Broker, key: Path, *extra: str, binary: Path) -> subprocess.Popen[bytes]:
     """Run the firmware's node built for the host (`binary`) as node `kitchen`, like the above."""
     return subprocess.Popen(
-        [
-            str(binary),
-            "run",
-            "--broker",
-            broker.host,
-            "--port",
-            str(broker.port),
-            "--username",
-            broker.username,
-            "--password",
-            broker.password,
-            "--key",
-            str(key),
-            "--node-id",
-            "kitchen",
-            *extra,
-        ],
+        [str(binary), *_run_options(broker, key, extra)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
