@@ -1,7 +1,8 @@
 """The main job end to end through a real Mosquitto: discovery to notification, broker restart.
 
-The reference node runs as its own process. Home Assistant's real MQTT client receives its
-announce, the wizard pairs it, a fire opens an incident (event, notification), the broker is
+The node runs as its own process: the Python reference node, and the firmware's Node built for
+the host, each playing the same recorded fire. Home Assistant's real MQTT client receives its
+announce, the wizard pairs it, the fire opens an incident (event, notification), the broker is
 restarted in the middle of it, and the incident goes on and resolves exactly once.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 import shutil
 import subprocess
+import sys
 
 from homeassistant.components import persistent_notification
 from homeassistant.core import Event, HomeAssistant, callback
@@ -22,18 +24,46 @@ from custom_components.iotshield.const import CONF_HOLD_TIME, DOMAIN
 from custom_components.iotshield.keys import generate_private_key, public_key_pem
 
 from .broker import (  # noqa: F401
+    REFERENCE_NODE,
     Broker,
+    StartNode,
     connect_home_assistant,
+    mqtt_node,
     start_broker,
-    start_reference_node,
+    start_node,
     stop_broker,
     wait_until,
 )
 
 pytestmark = [pytest.mark.broker, pytest.mark.usefixtures("socket_enabled", "mock_hass_config")]
 TRANSITIONS = ("opened", "escalated", "explained", "acknowledged", "resolved")
-# Calm, then a 40-second fire (flame after 4 s, heat and smoke rising), then calm for good.
-CYCLE = "normal:3,fire:40,normal:3600"
+# Calm, then a 40-second fire (flame after 4 s, heat and smoke rising), then calm: one reading a
+# second, and a node holds the recording's last (calm) reading once it is played.
+CYCLE = "normal:3,fire:40,normal:60"
+
+
+def _record_fire(path: Path) -> Path:
+    """Write the fire as raw readings with the reference node's simulator, as a user would."""
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "iotshield_node",
+            "simulate",
+            "--cycle",
+            CYCLE,
+            "--interval",
+            "1",
+            "--count",
+            "103",
+            "--out",
+            str(path),
+        ],
+        cwd=REFERENCE_NODE,
+        check=True,
+        capture_output=True,
+    )
+    return path
 
 
 def _stop(node: subprocess.Popen[bytes]) -> None:
@@ -43,7 +73,10 @@ def _stop(node: subprocess.Popen[bytes]) -> None:
 
 
 async def test_discovery_to_notification_and_broker_restart(
-    hass: HomeAssistant, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    hass: HomeAssistant,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    start_node: StartNode,  # noqa: F811
 ) -> None:
     """Announce → wizard → entry → readings → incident → event → notification, across a restart."""
     # Home Assistant retries a lost broker every 10 s; the test need not wait that long.
@@ -62,7 +95,7 @@ async def test_discovery_to_notification_and_broker_restart(
         placeholder = tmp_path / "placeholder.pem"
         placeholder.write_text(public_key_pem(generate_private_key()))
         state = ["--state-dir", str(tmp_path), "--interval", "1"]
-        nodes.append(start_reference_node(broker, placeholder, *state))
+        nodes.append(start_node(broker, placeholder, *state))
         await wait_until(
             hass,
             lambda: bool(hass.config_entries.flow.async_progress_by_handler(DOMAIN)),
@@ -90,7 +123,8 @@ async def test_discovery_to_notification_and_broker_restart(
 
         # The user puts Home Assistant's key into the node and restarts it.
         _stop(nodes.pop())
-        nodes.append(start_reference_node(broker, ha_key, *state, "--cycle", CYCLE))
+        fire = _record_fire(tmp_path / "fire.jsonl")
+        nodes.append(start_node(broker, ha_key, *state, "--readings", str(fire)))
         await wait_until(
             hass,
             lambda: (state := hass.states.get("sensor.kitchen_temperature")) is not None

@@ -130,3 +130,27 @@ async def test_every_command_a_reboot_and_a_restart(
     assert await hass.config_entries.async_unload(entry.entry_id)
     assert await hass.config_entries.async_unload(mqtt_entry.entry_id)
     await hass.async_block_till_done()
+
+
+@pytest.mark.parametrize(
+    "line",
+    ['{"t": "hot"}', '{"t": NaN}', '{"f": 1}', '{"m": "yes"}', "[1, 2]", "{", '{"h": true}'],
+)
+def test_both_nodes_refuse_a_bad_recording(
+    mosquitto: Broker,  # noqa: F811
+    start_node: StartNode,  # noqa: F811
+    tmp_path: Path,
+    private_key: rsa.RSAPrivateKey,
+    line: str,
+) -> None:
+    """Either node refuses to play a recording with a bad reading, before it goes online."""
+    key = tmp_path / "ha_public.pem"
+    key.write_text(public_key_pem(private_key))
+    recording = tmp_path / "bad.jsonl"
+    recording.write_text('{"raw": {"t": 20, "f": false}}\n' + line + "\n")
+    node = start_node(mosquitto, key, "--state-dir", str(tmp_path), "--readings", str(recording))
+    try:
+        assert node.wait(timeout=20) == 2
+    finally:
+        node.kill()
+        node.wait()

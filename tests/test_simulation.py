@@ -13,6 +13,7 @@ from iotshield_node.simulation import (
     AFFECTED,
     DEFAULT_START,
     SCENARIOS,
+    Recording,
     Sample,
     ScenarioCycle,
     parse_cycle,
@@ -177,3 +178,52 @@ def test_bad_cycles_are_refused(text: str) -> None:
     """A cycle with unknown scenarios or non-positive lengths is refused."""
     with pytest.raises(ValueError, match=r"scenario|seconds|step"):
         parse_cycle(text)
+
+
+def test_simulate_plays_a_cycle_and_a_recording_replays_it(tmp_path: Path) -> None:
+    """`simulate --cycle` writes the cycle; a Recording plays its raw readings, then holds."""
+    out = tmp_path / "fire.jsonl"
+    args = ["simulate", "--cycle", "normal:3,fire:10,normal:2", "--interval", "1"]
+    assert main([*args, "--count", "15", "--out", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [row["raw"]["f"] for row in rows[:3]] == [False] * 3
+    assert any(row["raw"]["f"] for row in rows[3:13])
+    recording = Recording.load(out)
+    played = [recording.reading(0, DEFAULT_START) for _ in range(17)]
+    assert [p.t for p in played[:15]] == [row["raw"]["t"] for row in rows]
+    assert [p.f for p in played[:15]] == [row["raw"]["f"] for row in rows]
+    # Played to the end: the last reading again, however long the node runs.
+    assert played[15] == played[16] == played[14]
+    assert recording.labels == []
+
+
+def test_a_recording_takes_bare_readings_and_missing_sensors(tmp_path: Path) -> None:
+    """A line may be a bare reading; absent or null sensors are unread sensors."""
+    path = tmp_path / "bare.jsonl"
+    path.write_text('{"t": 21, "h": 40.5, "f": true}\n\n{"t": null, "m": false}\n')
+    recording = Recording.load(path)
+    first, second = (recording.reading(n, DEFAULT_START) for n in range(2))
+    assert (first.t, first.h, first.g, first.l, first.f, first.m) == (
+        21.0,
+        40.5,
+        None,
+        None,
+        True,
+        None,
+    )
+    assert (second.t, second.m) == (None, False)
+
+
+@pytest.mark.parametrize(
+    "line",
+    ['{"t": "hot"}', '{"t": NaN}', '{"f": 1}', '{"m": "yes"}', "[1, 2]", "{", '{"h": true}'],
+)
+def test_a_bad_recording_is_refused_naming_the_line(tmp_path: Path, line: str) -> None:
+    """A recording with a bad reading is refused with its line number; so is an empty one."""
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"t": 20}\n' + line + "\n")
+    with pytest.raises(ValueError, match=r"bad\.jsonl:2: "):
+        Recording.load(path)
+    path.write_text("\n")
+    with pytest.raises(ValueError, match="at least one"):
+        Recording.load(path)

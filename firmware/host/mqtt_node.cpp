@@ -4,7 +4,7 @@
 //
 //   mqtt_node [run] --key HA_PUBLIC.pem [--broker HOST] [--port N] [--username U]
 //             [--password P] [--node-id ID] [--interval S] [--state-dir DIR] [--seed N]
-//             [--prefix P] [--epsilon E]
+//             [--prefix P] [--epsilon E] [--readings FILE]
 //
 // The options are those of `python -m iotshield_node run` (its defaults too: broker
 // 127.0.0.1:1883, node `node-01`, interval 5 s, state in ./.iotshield-node, prefix iotshield,
@@ -19,6 +19,9 @@
 //   gas 0.05 +- 0.01 over the hour, light: daylight up to 800 lx between 06:00 and 18:00 plus a
 //   300 lx lamp from 18:00 to 23:00, motion during the first 20 minutes of every hour between
 //   07:00 and 23:00, flame never.
+// With --readings FILE the node plays a recording instead, as the reference node's --readings
+// does: the "raw" readings of each line `python -m iotshield_node simulate` writes (or one
+// reading object per line), one per reading, holding the last. A reboot plays it from the start.
 //
 // SIGTERM or SIGINT: the node publishes its will message itself, disconnects and exits 0. The
 // reboot command re-executes the program.
@@ -38,6 +41,7 @@
 #include <ctime>
 #include <fstream>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -297,6 +301,98 @@ class HomeSensors : public iotshield::Sensors {
   long shift_;
 };
 
+// A key's value in a flat JSON object: a finite number, true/false, or null (also when absent).
+enum class Kind { kNumber, kFlag };
+bool recorded_value(const std::string& object, const char* key, Kind kind,
+                    std::optional<double>& number, std::optional<bool>& flag) {
+  number.reset();
+  flag.reset();
+  size_t i = object.find(std::string("\"") + key + "\"");
+  if (i == std::string::npos) return true;
+  i = object.find_first_not_of(" \t", i + std::strlen(key) + 2);
+  if (i == std::string::npos || object[i] != ':') return false;
+  i = object.find_first_not_of(" \t", i + 1);
+  if (i == std::string::npos) return false;
+  if (object.compare(i, 4, "null") == 0) return true;
+  if (kind == Kind::kFlag) {
+    if (object.compare(i, 4, "true") == 0) {
+      flag = true;
+    } else if (object.compare(i, 5, "false") == 0) {
+      flag = false;
+    } else {
+      return false;
+    }
+    return true;
+  }
+  const char* start = object.c_str() + i;
+  char* end = nullptr;
+  const double value = std::strtod(start, &end);
+  if (end == start || !std::isfinite(value)) return false;
+  number = value;
+  return true;
+}
+
+// One line of `python -m iotshield_node simulate` output (its "raw" readings) or a bare
+// reading object; the same format the reference node's --readings plays.
+bool parse_recorded_line(const std::string& line, iotshield::Readings& r) {
+  std::string object = line;
+  const size_t raw = line.find("\"raw\"");
+  if (raw != std::string::npos) {
+    const size_t open = line.find('{', raw);
+    const size_t close = open == std::string::npos ? open : line.find('}', open);
+    if (close == std::string::npos) return false;
+    object = line.substr(open, close - open + 1);
+  }
+  const size_t first = object.find_first_not_of(" \t");
+  const size_t last = object.find_last_not_of(" \t\r");
+  if (first == std::string::npos || object[first] != '{' || object[last] != '}') return false;
+  std::optional<double> number;
+  std::optional<bool> flag;
+  const char* numbers[] = {"t", "h", "g", "l"};
+  std::optional<double>* targets[] = {&r.t, &r.h, &r.g, &r.l};
+  for (size_t k = 0; k < 4; ++k) {
+    if (!recorded_value(object, numbers[k], Kind::kNumber, number, flag)) return false;
+    *targets[k] = number;
+  }
+  if (!recorded_value(object, "f", Kind::kFlag, number, flag)) return false;
+  r.f = flag;
+  if (!recorded_value(object, "m", Kind::kFlag, number, flag)) return false;
+  r.m = flag;
+  return true;
+}
+
+constexpr size_t kMaxRecordingLines = 1000000;
+
+// Plays recorded readings in order, one per reading, then holds the last one.
+class RecordedSensors : public iotshield::Sensors {
+ public:
+  // Empty message on success, else what is wrong and where.
+  std::string load(const std::string& path) {
+    std::ifstream in(path);
+    if (!in) return "cannot read " + path;
+    std::string line;
+    size_t number = 0;
+    while (std::getline(in, line)) {
+      ++number;
+      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+      if (lines_.size() >= kMaxRecordingLines) return path + ": too many readings";
+      iotshield::Readings r;
+      if (!parse_recorded_line(line, r)) return path + ":" + std::to_string(number) + ": bad reading";
+      lines_.push_back(r);
+    }
+    return lines_.empty() ? path + ": no readings" : "";
+  }
+  iotshield::Readings read() override {
+    const iotshield::Readings r = lines_[next_ < lines_.size() ? next_ : lines_.size() - 1];
+    ++next_;
+    return r;
+  }
+
+ private:
+  std::vector<iotshield::Readings> lines_;
+  size_t next_ = 0;
+};
+
 class HostSystem : public iotshield::System {
  public:
   void log(const std::string& line) override {
@@ -319,6 +415,7 @@ struct Options {
   long seed = 1;
   std::string prefix = "iotshield";
   double epsilon = 0.5;
+  std::string readings;
 };
 
 bool parse(int argc, char** argv, Options& o) {
@@ -352,6 +449,8 @@ bool parse(int argc, char** argv, Options& o) {
       o.prefix = value;
     } else if (name == "--epsilon") {
       o.epsilon = std::strtod(value, nullptr);
+    } else if (name == "--readings") {
+      o.readings = value;
     } else {
       return false;
     }
@@ -434,7 +533,18 @@ int main(int argc, char** argv) {
   iotshield::DrbgRandom random(entropy);
   if (random.seed() != 0) return 1;
   MosquittoPublisher publisher(mosq);
-  HomeSensors sensors(clock, options.seed);
+  HomeSensors home(clock, options.seed);
+  RecordedSensors recording;
+  if (!options.readings.empty()) {
+    const std::string error = recording.load(options.readings);
+    if (!error.empty()) {
+      std::fprintf(stderr, "cannot play --readings: %s\n", error.c_str());
+      return 2;
+    }
+  }
+  iotshield::Sensors& sensors = options.readings.empty()
+                                    ? static_cast<iotshield::Sensors&>(home)
+                                    : static_cast<iotshield::Sensors&>(recording);
   HostSystem system;
   iotshield::Node node(config, storage, clock, random, publisher, sensors, system);
   links.node = &node;

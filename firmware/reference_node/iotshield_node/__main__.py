@@ -25,6 +25,7 @@ from .simulation import (
     DEFAULT_START,
     SCENARIOS,
     Label,
+    Recording,
     ScenarioCycle,
     ScenarioRun,
     parse_cycle,
@@ -75,8 +76,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     start = datetime.now(UTC)
     nodes: list[ReferenceNode] = []
     for index, node_id in enumerate(_node_ids(args)):
-        run: ScenarioRun | ScenarioCycle
-        if args.cycle:
+        run: ScenarioRun | ScenarioCycle | Recording
+        if args.readings:
+            try:
+                run = Recording.load(args.readings)
+            except (OSError, ValueError) as err:
+                problem = str(err)
+            else:
+                problem = ""
+            if problem:
+                # A user's mistake, not a crash: one line, no traceback.
+                logging.getLogger(__name__).error("Cannot play --readings: %s", problem)
+                return 2
+        elif args.cycle:
             run = ScenarioCycle(args.cycle, seed=args.seed + index, start=start)
         else:
             run = scenario_run(
@@ -134,6 +146,7 @@ def cmd_simulate(args: argparse.Namespace, out: TextIO) -> int:
         interval=args.interval,
         start=args.start,
         event_at=args.event_at,
+        cycle=args.cycle,
     )
     for sample in samples:
         sent = privatize(sample.readings, privacy, noise)
@@ -183,10 +196,15 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--delta", type=float, default=1e-5)
         p.add_argument("--gas-bound", type=float, default=0.03)
         p.add_argument("--motion-epsilon", type=float, default=2.0, help="0 turns RR off")
+        p.add_argument(
+            "--cycle",
+            type=_cycle,
+            help="play scenarios in turn, e.g. normal:60,gas_leak:90,normal:60,fire:60",
+        )
     run.add_argument(
-        "--cycle",
-        type=_cycle,
-        help="play scenarios in turn for ever, e.g. normal:60,gas_leak:90,normal:60,fire:60",
+        "--readings",
+        type=Path,
+        help="play the raw readings of this file (as `simulate` writes it), then hold the last",
     )
     run.add_argument("--broker", default="127.0.0.1")
     run.add_argument("--port", type=int, default=1883)

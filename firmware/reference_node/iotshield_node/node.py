@@ -17,7 +17,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from . import FIRMWARE_VERSION
 from .privacy import NoiseSource, PrivacyConfig, privatize
-from .simulation import Label, ScenarioCycle, ScenarioRun
+from .simulation import Label, Recording, ScenarioCycle, ScenarioRun
 from .telemetry import announce, encode_telemetry, load_public_key, seal_v1
 from .v2 import (
     CommandRejectedError,
@@ -57,7 +57,7 @@ class ReferenceNode:
         node_id: str,
         public_key: rsa.RSAPublicKey,
         broker: BrokerConfig,
-        scenario: ScenarioRun | ScenarioCycle,
+        scenario: ScenarioRun | ScenarioCycle | Recording,
         interval: int = 5,
         privacy: PrivacyConfig | None = None,
         noise_seed: int | None = None,

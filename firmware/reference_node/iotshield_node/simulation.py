@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
+import json
 import math
+from pathlib import Path
 import random
 from typing import Any
 
@@ -307,6 +309,77 @@ class ScenarioCycle:
         return [label for run in self._runs.values() for label in run.labels]
 
 
+# A recording is a local file the user chose, but it is still read with bounds.
+MAX_RECORDING_LINES = 1_000_000
+_NUMBER_KEYS = ("t", "h", "g", "l")
+_FLAG_KEYS = ("f", "m")
+
+
+def parse_recorded_line(line: str) -> Readings:
+    """Return the raw readings of one `simulate` output line (or a bare reading object)."""
+    doc = json.loads(line)
+    if isinstance(doc, dict) and isinstance(doc.get("raw"), dict):
+        doc = doc["raw"]
+    if not isinstance(doc, dict):
+        raise ValueError("a recorded line must be a JSON object")  # noqa: TRY004 - bad file content
+    values: dict[str, Any] = {}
+    for key in _NUMBER_KEYS:
+        value = doc.get(key)
+        is_number = isinstance(value, int | float) and not isinstance(value, bool)
+        if value is not None and not (is_number and math.isfinite(value)):
+            raise ValueError(f"{key} must be a finite number or null, not {value!r}")
+        values[key] = None if value is None else float(value)
+    for key in _FLAG_KEYS:
+        value = doc.get(key)
+        if value is not None and not isinstance(value, bool):
+            raise ValueError(f"{key} must be true, false or null, not {value!r}")
+        values[key] = value
+    return Readings(**values)
+
+
+class Recording:
+    """Plays recorded raw readings in order, one per reading, then holds the last one.
+
+    The file is what `simulate` writes (its `raw` readings are used) or one reading object per
+    line. Both nodes, Python and C++, play such files the same way, so one scenario file drives
+    either in the end-to-end tests.
+    """
+
+    def __init__(self, lines: list[Readings]) -> None:
+        """Keep the readings; at least one is needed."""
+        if not lines:
+            raise ValueError("a recording needs at least one reading")
+        self._lines = lines
+        self._next = 0
+
+    @classmethod
+    def load(cls, path: Path) -> Recording:
+        """Read a recording; raises ValueError naming the bad line."""
+        lines: list[Readings] = []
+        with path.open(encoding="utf-8") as file:
+            for number, line in enumerate(file, 1):
+                if not line.strip():
+                    continue
+                if len(lines) >= MAX_RECORDING_LINES:
+                    raise ValueError(f"{path}: more than {MAX_RECORDING_LINES} readings")
+                try:
+                    lines.append(parse_recorded_line(line))
+                except ValueError as err:
+                    raise ValueError(f"{path}:{number}: {err}") from None
+        return cls(lines)
+
+    def reading(self, seq: int, when: datetime) -> Readings:
+        """Return the next recorded reading (the last one again once the file is played)."""
+        reading = self._lines[min(self._next, len(self._lines) - 1)]
+        self._next += 1
+        return reading
+
+    @property
+    def labels(self) -> list[Label]:
+        """Return no labels: a recording carries no ground truth."""
+        return []
+
+
 def simulate(
     scenario: str,
     *,
@@ -315,11 +388,16 @@ def simulate(
     interval: int = 5,
     start: datetime = DEFAULT_START,
     event_at: float | None = None,
+    cycle: list[tuple[str, float]] | None = None,
 ) -> tuple[list[Sample], list[Label]]:
-    """Return `count` raw samples of a scenario and the labels of what was injected."""
-    run = scenario_run(
-        scenario, seed=seed, start=start, interval=interval, count=count, event_at=event_at
-    )
+    """Return `count` raw samples of a scenario (or a cycle of them) and the injected labels."""
+    run: ScenarioRun | ScenarioCycle
+    if cycle:
+        run = ScenarioCycle(cycle, seed=seed, start=start)
+    else:
+        run = scenario_run(
+            scenario, seed=seed, start=start, interval=interval, count=count, event_at=event_at
+        )
     samples = []
     for seq in range(count):
         when = start + timedelta(seconds=seq * interval)
