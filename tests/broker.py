@@ -197,23 +197,31 @@ def _run_options(broker: Broker, key: Path, extra: tuple[str, ...]) -> list[str]
     ]
 
 
-def start_reference_node(broker: Broker, key: Path, *extra: str) -> subprocess.Popen[bytes]:
+def _start(
+    command: list[str], log: Path | None, cwd: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """Start a node process; its log goes to `log` when given."""
+    if log is None:
+        return subprocess.Popen(
+            command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+    with log.open("ab") as out:
+        return subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=out)
+
+
+def start_reference_node(
+    broker: Broker, key: Path, *extra: str, log: Path | None = None
+) -> subprocess.Popen[bytes]:
     """Run `python -m iotshield_node run` for node `kitchen` the way a user would."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "iotshield_node", *_run_options(broker, key, extra)],
-        cwd=REFERENCE_NODE,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    command = [sys.executable, "-m", "iotshield_node", *_run_options(broker, key, extra)]
+    return _start(command, log, cwd=REFERENCE_NODE)
 
 
-def start_cpp_node(broker: Broker, key: Path, *extra: str, binary: Path) -> subprocess.Popen[bytes]:
+def start_cpp_node(
+    broker: Broker, key: Path, *extra: str, binary: Path, log: Path | None = None
+) -> subprocess.Popen[bytes]:
     """Run the firmware's node built for the host (`binary`) as node `kitchen`, like the above."""
-    return subprocess.Popen(
-        [str(binary), *_run_options(broker, key, extra)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    return _start([str(binary), *_run_options(broker, key, extra)], log)
 
 
 StartNode = Callable[..., subprocess.Popen[bytes]]

@@ -1,4 +1,9 @@
-"""The reference node's MQTT behaviour: QoS 1, re-announce after a broker restart, commands."""
+"""Both nodes' MQTT behaviour seen from the broker: QoS 1, re-announce, hostile commands.
+
+The same test runs against the Python reference node and the firmware's Node built for the
+host; the C++ node takes over the identity file the test makes, as it takes over the Python
+node's state.
+"""
 
 from __future__ import annotations
 
@@ -26,18 +31,29 @@ from custom_components.iotshield.protocol_v2 import (
     sign_command,
 )
 
-from .broker import Broker, Observer, start_broker, start_reference_node, stop_broker
+from .broker import (  # noqa: F401
+    Broker,
+    Observer,
+    StartNode,
+    mqtt_node,
+    start_broker,
+    start_node,
+    stop_broker,
+)
 
 pytestmark = [pytest.mark.broker, pytest.mark.usefixtures("socket_enabled")]
 
 
 def test_node_announces_publishes_obeys_and_reconnects(
-    private_key: rsa.RSAPrivateKey, other_private_key: rsa.RSAPrivateKey, tmp_path: Path
+    private_key: rsa.RSAPrivateKey,
+    other_private_key: rsa.RSAPrivateKey,
+    tmp_path: Path,
+    start_node: StartNode,  # noqa: F811
 ) -> None:
     """Announce, sessions answering challenges, bound commands only, reconnect after a restart."""
     brokers = [start_broker()]
     try:
-        _exercise_node(brokers, private_key, other_private_key, tmp_path)
+        _exercise_node(brokers, private_key, other_private_key, tmp_path, start_node)
     finally:
         for broker in brokers:
             stop_broker(broker)
@@ -49,6 +65,7 @@ def _exercise_node(
     private_key: rsa.RSAPrivateKey,
     other_private_key: rsa.RSAPrivateKey,
     tmp_path: Path,
+    start_node: StartNode,  # noqa: F811
 ) -> None:
     """Run the node against the broker, restarting it once (the new broker joins `brokers`)."""
     broker = brokers[0]
@@ -56,7 +73,7 @@ def _exercise_node(
     key.write_text(public_key_pem(private_key))
     observer = Observer(broker)
     identity = load_or_create_identity(tmp_path / "kitchen.identity.pem")
-    node = start_reference_node(broker, key, "--interval", "600", "--state-dir", str(tmp_path))
+    node = start_node(broker, key, "--interval", "600", "--state-dir", str(tmp_path))
     receiver = V2Receiver(
         "kitchen", load_node_key(node_key_b64(identity)), [private_key], V2State()
     )

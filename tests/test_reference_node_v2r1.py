@@ -14,6 +14,7 @@ import secrets
 import signal
 import subprocess
 import threading
+import time
 from typing import Any
 
 from cryptography.hazmat.primitives import hashes, serialization
@@ -54,7 +55,7 @@ from custom_components.iotshield.protocol_v2 import (
     will_hash,
 )
 
-from .broker import Broker, Observer, mosquitto, start_reference_node  # noqa: F401
+from .broker import Broker, Observer, StartNode, mosquitto, mqtt_node, start_node  # noqa: F401
 
 NODE = "kitchen"
 DATA = f"iotshield/{NODE}/sensors/data"
@@ -354,14 +355,19 @@ class HomeSide:
 
 @contextmanager
 def _process_node(
-    broker: Broker, private_key: rsa.RSAPrivateKey, state_dir: Path, *later_keys: rsa.RSAPrivateKey
+    start_node: StartNode,  # noqa: F811
+    broker: Broker,
+    private_key: rsa.RSAPrivateKey,
+    state_dir: Path,
+    *later_keys: rsa.RSAPrivateKey,
+    log: Path | None = None,
 ) -> Iterator[tuple[HomeSide, subprocess.Popen[bytes]]]:
-    """Run the reference node as a user would, with Home Assistant's side watching."""
+    """Run a node (Python or C++) as a user would, with Home Assistant's side watching."""
     key = state_dir / "ha_public.pem"
     key.write_text(public_key_pem(private_key))
     observer = Observer(broker)
     home = HomeSide(observer, private_key, state_dir, *later_keys)
-    process = start_reference_node(broker, key, "--interval", "600", "--state-dir", str(state_dir))
+    process = start_node(broker, key, "--interval", "600", "--state-dir", str(state_dir), log=log)
     try:
         yield home, process
     finally:
@@ -408,9 +414,10 @@ def test_node_answers_a_challenge_at_once_and_obeys_only_bound_commands(
     mosquitto: Broker,  # noqa: F811
     private_key: rsa.RSAPrivateKey,
     tmp_path: Path,
+    start_node: StartNode,  # noqa: F811
 ) -> None:
     """open_session: one session with the challenge and a reading at once; `sess` is checked."""
-    with _process_node(mosquitto, private_key, tmp_path) as (home, node):
+    with _process_node(start_node, mosquitto, private_key, tmp_path) as (home, node):
         announce = json.loads(home.next_on(STATUS).payload)
         assert (announce["proto"], announce["rev"]) == (2, 1)
         # Without a challenge answered the node's first session is refused, as after a restart.
@@ -454,9 +461,13 @@ def test_set_ha_key_answers_at_once(
     private_key: rsa.RSAPrivateKey,
     other_private_key: rsa.RSAPrivateKey,
     tmp_path: Path,
+    start_node: StartNode,  # noqa: F811
 ) -> None:
     """After set_ha_key: a new announce, a session under the new key and a reading, unasked."""
-    with _process_node(mosquitto, private_key, tmp_path, other_private_key) as (home, _node):
+    with _process_node(start_node, mosquitto, private_key, tmp_path, other_private_key) as (
+        home,
+        _node,
+    ):
         challenge = home.start_fresh().challenge
         new_key = other_private_key.public_key()
         der = new_key.public_bytes(
@@ -516,9 +527,10 @@ def test_each_connection_has_its_own_will_token(
     mosquitto: Broker,  # noqa: F811
     private_key: rsa.RSAPrivateKey,
     tmp_path: Path,
+    start_node: StartNode,  # noqa: F811
 ) -> None:
     """The will's token hashes to the session's `will`; every new connection draws a new one."""
-    with _process_node(mosquitto, private_key, tmp_path) as (home, node):
+    with _process_node(start_node, mosquitto, private_key, tmp_path) as (home, node):
         tokens = []
         wills = [_session_will(home)]
         # The first reading; from now on the node publishes only when it connects.
@@ -678,3 +690,38 @@ def test_hostile_commands_do_not_stop_the_node(
     assert len(errors) == 1
     assert errors[0].exc_info is not None
     assert "unforeseen" in str(errors[0].exc_info[1])
+
+
+@pytest.mark.broker
+@pytest.mark.usefixtures("socket_enabled")
+def test_hostile_commands_change_nothing_on_either_node(
+    mosquitto: Broker,  # noqa: F811
+    private_key: rsa.RSAPrivateKey,
+    tmp_path: Path,
+    start_node: StartNode,  # noqa: F811
+) -> None:
+    """Every hostile command to the running program: no session, no setting, no key changes."""
+    log = tmp_path / "node.log"
+    with _process_node(start_node, mosquitto, private_key, tmp_path, log=log) as (home, node):
+        home.start_fresh()
+        tag = command_session_tag(home.keys[-1])
+        for payload in _hostile_payloads(private_key, tag, home.ctr):
+            home.send(payload)
+        # The firmware queues at most eight commands and drops (and logs) the rest of a burst;
+        # Home Assistant's next command comes after the flood has been worked through.
+        time.sleep(1)
+        home.command("publish_now", {})
+        # The next message on the data topic is a reading of the same session, under our key.
+        assert home.reading().node_id == NODE
+        home.command("set_interval", {"interval": 900})
+        # The first announce since is the one this command caused: nothing hostile made one.
+        announce = json.loads(home.next_on(STATUS).payload)
+        assert (announce["interval"], announce["key_fp"]) == (
+            900,
+            fingerprint(private_key.public_key()),
+        )
+        info = home.accept()
+        assert (info.interval, info.key_fp) == (900, fingerprint(private_key.public_key()))
+        assert node.poll() is None
+    # Every hostile command was looked at, none lost to a full queue.
+    assert "command queue full" not in log.read_text(errors="replace")

@@ -461,6 +461,10 @@ bool parse(int argc, char** argv, Options& o) {
 struct Links {
   iotshield::Node* node = nullptr;
   MosquittoPublisher* publisher = nullptr;
+  // A command wakes the main loop at once, as the ESP32's loop() runs continuously.
+  std::mutex wake_mutex;
+  std::condition_variable wake;
+  bool woken = false;
 };
 
 void on_connect(mosquitto*, void* ctx, int rc) {
@@ -481,7 +485,13 @@ void on_message(mosquitto*, void* ctx, const mosquitto_message* msg) {
   if (msg->topic == nullptr) return;
   const std::string payload(static_cast<const char*>(msg->payload),
                             msg->payload == nullptr ? 0 : static_cast<size_t>(msg->payloadlen));
-  static_cast<Links*>(ctx)->node->on_message(msg->topic, payload);
+  Links* links = static_cast<Links*>(ctx);
+  links->node->on_message(msg->topic, payload);
+  {
+    std::lock_guard<std::mutex> lock(links->wake_mutex);
+    links->woken = true;
+  }
+  links->wake.notify_one();
 }
 
 void on_publish(mosquitto*, void* ctx, int mid) {
@@ -566,7 +576,9 @@ int main(int argc, char** argv) {
   }
   while (!stop_requested && !system.restart_requested) {
     node.loop();
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    std::unique_lock<std::mutex> lock(links.wake_mutex);
+    links.wake.wait_for(lock, std::chrono::milliseconds(20), [&links] { return links.woken; });
+    links.woken = false;
   }
   if (!system.restart_requested) node.stop();
   publisher.flush(5);

@@ -263,7 +263,7 @@ void setup() {
     for (;;) delay(1000);
   }
   if (node.begin() != 0) {
-    Serial.println("HA_PUBLIC_KEY_PEM is not an RSA public key: fix include/config.h");
+    Serial.println("HA_PUBLIC_KEY_PEM is not an RSA key of at least 2048 bits: fix include/config.h");
     for (;;) delay(1000);
   }
 

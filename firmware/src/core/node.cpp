@@ -47,7 +47,7 @@ int Node::begin() {
   if (stored.empty() || sealer_.load_public_key(stored) != 0) {
     const int rc = sealer_.load_public_key(config_.default_ha_key_pem);
     if (rc != 0) {
-      system_.log("the Home Assistant key is not an RSA public key");
+      system_.log("the Home Assistant key is not an RSA public key of at least 2048 bits");
       return rc;
     }
   }
@@ -120,7 +120,11 @@ void Node::on_message(const std::string& topic, const std::string& payload) {
     return;
   }
   std::lock_guard<std::mutex> lock(command_mutex_);
-  if (queued_commands_.size() < kMaxQueuedCommands) queued_commands_.push_back(payload);
+  if (queued_commands_.size() < kMaxQueuedCommands) {
+    queued_commands_.push_back(payload);
+  } else {
+    ++dropped_commands_;
+  }
 }
 
 // Section 12.6 step 2: commands first (the broker handles one connection's packets in order,
@@ -171,7 +175,7 @@ void Node::apply_ha_key(const std::string& key_b64) {
   pem += "-----END PUBLIC KEY-----\n";
   // The core swaps the key only when the new one loads; only then is it stored.
   if (sealer_.load_public_key(pem) != 0) {
-    system_.log("set_ha_key: not an RSA public key, kept the old one");
+    system_.log("set_ha_key: not an RSA public key of at least 2048 bits, kept the old one");
     return;
   }
   storage_.put_string("ha_key", pem);
@@ -223,17 +227,16 @@ void Node::handle_command(const std::string& text) {
   }
 }
 
-void Node::handle_queued_commands() {
-  for (;;) {
-    std::string text;
-    {
-      std::lock_guard<std::mutex> lock(command_mutex_);
-      if (queued_commands_.empty()) return;
-      text.swap(queued_commands_.front());
-      queued_commands_.pop_front();
-    }
-    handle_command(text);
+bool Node::handle_next_command() {
+  std::string text;
+  {
+    std::lock_guard<std::mutex> lock(command_mutex_);
+    if (queued_commands_.empty()) return false;
+    text.swap(queued_commands_.front());
+    queued_commands_.pop_front();
   }
+  handle_command(text);
+  return true;
 }
 
 void Node::publish_reading() {
@@ -252,7 +255,16 @@ void Node::publish_reading() {
 }
 
 void Node::loop() {
-  if (config_.v2) handle_queued_commands();
+  // What a command asks for (a session, a reading) is done before the next command is handled,
+  // as the reference node does: two open_session requests in a row are answered in order, the
+  // first at once and the second a second later (section 12.5). The queue is bounded.
+  while (config_.v2 && handle_next_command()) step();
+  step();
+  const uint32_t dropped = dropped_commands_.exchange(0);
+  if (dropped > 0) system_.log(format("command queue full: dropped %ld", static_cast<long>(dropped)));
+}
+
+void Node::step() {
   if (!connected_) return;
   if (just_connected_.exchange(false)) connect_sequence();
   const uint32_t now = clock_.millis();

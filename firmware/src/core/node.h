@@ -111,8 +111,10 @@ constexpr uint32_t kRotateAfterMessages = 10000;
 constexpr uint32_t kRotateAfterMs = 24UL * 3600UL * 1000UL;
 // Every attempt to open a session stores a new session id, so failures wait this long.
 constexpr uint32_t kSessionRetryMs = 5000;
-// Commands wait for loop(); Home Assistant sends a few at most, more are dropped.
-constexpr size_t kMaxQueuedCommands = 4;
+// Commands wait for loop(); Home Assistant sends a few at most. More are dropped (and counted
+// in the log), so a flood on the command topic costs bounded memory; Home Assistant asks for a
+// session again while it has none.
+constexpr size_t kMaxQueuedCommands = 8;
 
 class Node {
  public:
@@ -156,7 +158,8 @@ class Node {
   void apply_ha_key(const std::string& key_b64);
   void reboot();
   void handle_command(const std::string& text);
-  void handle_queued_commands();
+  bool handle_next_command();  // false when none was queued
+  void step();  // connect sequence, sessions and readings as they fall due
   void publish_reading();
 
   NodeConfig config_;
@@ -195,6 +198,7 @@ class Node {
   WillToken will_;  // the last will of the current (or next) connection
   std::mutex command_mutex_;
   std::deque<std::string> queued_commands_;
+  std::atomic<uint32_t> dropped_commands_{0};
 };
 
 }  // namespace iotshield

@@ -12,6 +12,7 @@ namespace iotshield {
 
 namespace {
 constexpr size_t kOaepSha256Overhead = 66;
+constexpr size_t kMinHaKeyBits = 2048;
 
 std::string number(const std::optional<double>& value, int decimals) {
   if (!value) return "null";
@@ -82,6 +83,9 @@ int Sealer::load_public_key(const std::string& pem) {
   int rc = mbedtls_pk_parse_public_key(
       &fresh, reinterpret_cast<const unsigned char*>(pem.c_str()), pem.size() + 1);
   if (rc == 0 && mbedtls_pk_get_type(&fresh) != MBEDTLS_PK_RSA) rc = -1;
+  // PROTOCOL.md section 2: Home Assistant's keys have at least 2048 bits; a weaker one offered
+  // by set_ha_key is refused, as the reference node refuses it.
+  if (rc == 0 && mbedtls_pk_get_bitlen(&fresh) < kMinHaKeyBits) rc = -1;
   if (rc != 0) {
     mbedtls_pk_free(&fresh);
     return rc;
