@@ -23,7 +23,9 @@ MQTT_NODE_SOURCES = [
 ]
 
 
-def _compile(sources: list[Path], binary: Path, libraries: list[str]) -> Path:
+def _compile(
+    sources: list[Path], binary: Path, libraries: list[str], flags: tuple[str, ...] = ("-O2",)
+) -> Path:
     """Compile sources into one program with warnings as errors, or fail the test."""
     compiler = shutil.which("g++")
     if compiler is None:
@@ -32,7 +34,7 @@ def _compile(sources: list[Path], binary: Path, libraries: list[str]) -> Path:
         [
             compiler,
             "-std=c++17",
-            "-O2",
+            *flags,
             "-Wall",
             "-Wextra",
             "-Werror",
@@ -56,9 +58,13 @@ def build_host_node(out_dir: Path) -> Path:
     return _compile(SOURCES, out_dir / "host_node", ["-lmbedcrypto"])
 
 
-def build_mqtt_node(out_dir: Path) -> Path:
+def build_mqtt_node(out_dir: Path, *, thread_sanitizer: bool = False) -> Path:
     """Compile the firmware's node with its host glue: a complete node over MQTT."""
-    return _compile(MQTT_NODE_SOURCES, out_dir / "mqtt_node", ["-lmosquitto", "-lmbedcrypto"])
+    # ThreadSanitizer reports any data race between the MQTT thread and the node's loop.
+    flags = ("-O1", "-g", "-fsanitize=thread") if thread_sanitizer else ("-O2",)
+    return _compile(
+        MQTT_NODE_SOURCES, out_dir / "mqtt_node", ["-lmosquitto", "-lmbedcrypto"], flags
+    )
 
 
 class HostNode:

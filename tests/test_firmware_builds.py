@@ -7,14 +7,18 @@ from pathlib import Path
 import shutil
 import subprocess
 
+from cryptography.hazmat.primitives.asymmetric import rsa
 import pytest
+
+from custom_components.iotshield.keys import public_key_pem
 
 FIRMWARE = Path(__file__).parent.parent / "firmware"
 MAIN = FIRMWARE / "src" / "main.cpp"
 CORE = sorted((FIRMWARE / "src" / "core").glob("*.cpp"))
 STUBS = FIRMWARE / "host" / "esp32_stubs"
 # The Arduino core supplies main() on the ESP32; this one exists so the linker checks that
-# every core function main.cpp calls is defined, not only declared. The binary never runs.
+# every core function main.cpp calls is defined, not only declared, and so that
+# test_key_material_waits_for_the_radio can run setup() once.
 DRIVER = "void setup();\nvoid loop();\n\nint main() {\n  setup();\n  loop();\n}\n"
 
 # (name, text in main.cpp, its broken replacement, ESP-IDF major version, expected error)
@@ -65,7 +69,7 @@ BREAKAGES = [
 
 
 def compile_node(
-    main_cpp: Path, out_dir: Path, idf_major: int, *, v1: bool = False
+    main_cpp: Path, out_dir: Path, idf_major: int, *, v1: bool = False, include: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Compile and link main.cpp with the core as the ESP32 build would, warnings as errors."""
     compiler = shutil.which("g++")
@@ -82,6 +86,7 @@ def compile_node(
             "-Werror",
             f"-DESP_IDF_VERSION_MAJOR={idf_major}",
             *(["-DWIRE_FORMAT_V1"] if v1 else []),
+            *([f"-I{include}"] if include else []),
             f"-I{STUBS}",
             f"-I{FIRMWARE / 'src'}",
             str(main_cpp),
@@ -132,3 +137,35 @@ def test_broken_main_does_not_compile(
     result = compile_node(broken, tmp_path, idf_major)
     assert result.returncode != 0, "a broken main.cpp compiled against the stand-ins"
     assert error in result.stderr, result.stderr
+
+
+def _run_setup(main_cpp: Path, out_dir: Path, private_key: rsa.RSAPrivateKey) -> str:
+    """Build main.cpp with a real Home Assistant key, run setup() and loop(); return stderr."""
+    include = out_dir / "include"
+    include.mkdir(parents=True)
+    pem = "".join(f"{line}\\n" for line in public_key_pem(private_key).splitlines())
+    (include / "config.h").write_text(
+        f'#include "{STUBS / "config.h"}"\n#undef HA_PUBLIC_KEY_PEM\n'
+        f'#define HA_PUBLIC_KEY_PEM "{pem}"\n'
+    )
+    built = compile_node(main_cpp, out_dir, 5, include=include)
+    assert built.returncode == 0, built.stderr
+    ran = subprocess.run(
+        [str(out_dir / "node")], capture_output=True, text=True, check=False, timeout=60
+    )
+    return f"exit {ran.returncode}: {ran.stderr}"
+
+
+def test_key_material_waits_for_the_radio(tmp_path: Path, private_key: rsa.RSAPrivateKey) -> None:
+    """setup() switches the radio on before any key is drawn; drawn earlier, the run stops."""
+    assert _run_setup(MAIN, tmp_path / "as_is", private_key) == "exit 0: "
+    # The same firmware with the radio switched on only when Wi-Fi connects, after the keys.
+    source = MAIN.read_text()
+    radio = "  WiFi.mode(WIFI_STA);\n"
+    connect = "  WiFi.begin(WIFI_SSID, WIFI_PASSWORD);\n"
+    assert source.count(radio) == source.count(connect) == 1, "main.cpp changed: update this"
+    late = tmp_path / "main.cpp"
+    late.write_text(source.replace(radio, "").replace(connect, radio + connect))
+    result = _run_setup(late, tmp_path / "radio_late", private_key)
+    assert "esp_fill_random before the radio is on" in result
+    assert not result.startswith("exit 0")

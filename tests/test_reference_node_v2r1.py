@@ -6,6 +6,7 @@ import base64
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+import functools
 import itertools
 import json
 import logging
@@ -55,7 +56,16 @@ from custom_components.iotshield.protocol_v2 import (
     will_hash,
 )
 
-from .broker import Broker, Observer, StartNode, mosquitto, mqtt_node, start_node  # noqa: F401
+from .broker import (  # noqa: F401
+    Broker,
+    Observer,
+    StartNode,
+    mosquitto,
+    mqtt_node,
+    start_cpp_node,
+    start_node,
+)
+from .node_builds import build_mqtt_node
 
 NODE = "kitchen"
 DATA = f"iotshield/{NODE}/sensors/data"
@@ -725,3 +735,47 @@ def test_hostile_commands_change_nothing_on_either_node(
         assert node.poll() is None
     # Every hostile command was looked at, none lost to a full queue.
     assert "command queue full" not in log.read_text(errors="replace")
+
+
+@pytest.mark.broker
+@pytest.mark.usefixtures("socket_enabled")
+def test_the_cpp_node_has_no_data_race(
+    mosquitto: Broker,  # noqa: F811
+    private_key: rsa.RSAPrivateKey,
+    other_private_key: rsa.RSAPrivateKey,
+    tmp_path: Path,
+) -> None:
+    """Under ThreadSanitizer: commands, a rotation, a dropped connection and a stop race nothing."""
+    (tmp_path / "tsan").mkdir()
+    binary = build_mqtt_node(tmp_path / "tsan", thread_sanitizer=True)
+    start = functools.partial(start_cpp_node, binary=binary)
+    log = tmp_path / "node.log"
+    with _process_node(start, mosquitto, private_key, tmp_path, other_private_key, log=log) as (
+        home,
+        node,
+    ):
+        home.start_fresh()
+        # Settings the MQTT thread receives and the loop reads: interval, privacy, the key.
+        home.command("set_epsilon", {"epsilon": 1.0})
+        assert home.accept().privacy is not None
+        home.reading()
+        home.command("set_interval", {"interval": 700})
+        assert home.accept().interval == 700
+        home.reading()
+        # The broker drops the node: the MQTT thread draws the next will while the loop runs.
+        _impostor_takes_over(mosquitto)
+        _will_token(home)
+        home.session()
+        der = other_private_key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        home.unbound("open_session", {"ch": home.receiver.issue_challenge()})
+        home.accept()
+        home.reading()
+        home.command("set_ha_key", {"key": base64.b64encode(der).decode()})
+        home.session()
+        node.send_signal(signal.SIGTERM)
+        assert node.wait(timeout=30) == 0
+    report = log.read_text(errors="replace")
+    assert "Home Assistant key rotated" in report
+    assert "ThreadSanitizer" not in report, report

@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "Arduino.h"
+#include "stub_state.h"
 
 typedef enum {
   WIFI_MODE_NULL = 0,
@@ -30,7 +31,10 @@ class IPAddress {
 
 class WiFiClass {
  public:
-  bool mode(wifi_mode_t) { return true; }
+  bool mode(wifi_mode_t m) {
+    stub_state::radio_on = m != WIFI_MODE_NULL;
+    return true;
+  }
   bool setAutoReconnect(bool) { return true; }
   wl_status_t begin(const char*, const char* = nullptr, int32_t = 0, const uint8_t* = nullptr,
                     bool = true) {

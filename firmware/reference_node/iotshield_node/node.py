@@ -269,6 +269,8 @@ class ReferenceNode:
             self.privacy = replace(self.privacy, epsilon=float(value))
             self._announce()
             self._open_session()
+        # §12.6 step 4: a reading under the new ε at once, as after set_interval.
+        self.publish_reading()
 
     def _requested_session(self, args: dict[str, Any]) -> None:
         """Record the challenge, open a session and publish a reading at once (§12.3)."""

@@ -216,6 +216,7 @@ void Node::handle_command(const std::string& text) {
     privacy_.epsilon = command.epsilon;
     reannounce();
     need_session_ = true;  // likewise the privacy parameters
+    publish_now_ = true;
   } else if (command.cmd == "open_session") {
     session_requests_.request(command);  // opened by loop(), at most once a second
   } else if (command.cmd == "reboot") {
