@@ -55,11 +55,16 @@ async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
 
 
 def _load_keys(entry: IoTShieldConfigEntry, now: datetime) -> list[rsa.RSAPrivateKey]:
-    """Load Home Assistant's keys, newest first; the previous one only within its grace period."""
+    """Load Home Assistant's keys, newest first.
+
+    The previous key only within its grace period, or while the node has not confirmed the
+    new key: then the previous one is the only key the node obeys.
+    """
     keys = [load_private_key(entry.data[CONF_PRIVATE_KEY])]
     until = entry.data.get(CONF_PREVIOUS_KEY_UNTIL)
     previous = entry.data.get(CONF_PREVIOUS_PRIVATE_KEY)
-    if previous and until and (parsed := dt_util.parse_datetime(until)) and parsed > now:
+    in_grace = bool(until and (parsed := dt_util.parse_datetime(until)) and parsed > now)
+    if previous and (in_grace or entry.data.get(CONF_KEY_UNCONFIRMED)):
         keys.append(load_private_key(previous))
     return keys
 

@@ -18,7 +18,7 @@ from homeassistant.const import EVENT_HOMEASSISTANT_STOP
 from homeassistant.core import CALLBACK_TYPE, Event, HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers import device_registry as dr, issue_registry as ir
-from homeassistant.helpers.event import async_call_later
+from homeassistant.helpers.event import async_call_later, async_track_point_in_utc_time
 from homeassistant.helpers.storage import Store
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator
 from homeassistant.util import dt as dt_util
@@ -33,6 +33,8 @@ from .const import (
     CONF_NODE_ID,
     CONF_NODE_KEY,
     CONF_NODE_REV,
+    CONF_PREVIOUS_KEY_UNTIL,
+    CONF_PREVIOUS_PRIVATE_KEY,
     CONF_PUBLISH_INTERVAL,
     CONF_STALE_INTERVALS,
     CONF_THRESHOLDS,
@@ -178,12 +180,14 @@ def unauthenticated_issue_id(node_id: str) -> str:
 
 def state_store(hass: HomeAssistant, entry: ConfigEntry) -> Store[dict[str, Any]]:
     """Return the store of a node's session keys and counters."""
-    return Store(hass, 1, f"{DOMAIN}.{entry.entry_id}")
+    # It holds v2 session keys: readable by Home Assistant's user only (0600).
+    return Store(hass, 1, f"{DOMAIN}.{entry.entry_id}", private=True)
 
 
 def baseline_store(hass: HomeAssistant, entry: ConfigEntry) -> Store[dict[str, Any]]:
     """Return the store of what the anomaly detector learned about a node's home."""
-    return Store(hass, 1, f"{DOMAIN}.{entry.entry_id}.baseline")
+    # What a home's rooms usually read says when people are in: private too.
+    return Store(hass, 1, f"{DOMAIN}.{entry.entry_id}.baseline", private=True)
 
 
 def anomaly_cap(entry: ConfigEntry) -> Level:
@@ -262,6 +266,7 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
         self._stale = False
         self._was_available = True
         self._cancel_stale: CALLBACK_TYPE | None = None
+        self._cancel_key_removal: CALLBACK_TYPE | None = None
         self._pending: deque[tuple[bytes, bool]] = deque()
         self._draining = False
         self._rejection_listeners: list[Callable[[], None]] = []
@@ -323,6 +328,8 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
             self.hass.bus.async_listen(EVENT_HOMEASSISTANT_STOP, self._on_homeassistant_stop)
         )
         self._arm_stale_clock()
+        self._schedule_previous_key_removal()
+        entry.async_on_unload(self._cancel_previous_key_removal)
         await self.alerts.async_start()
         if isinstance(self._decoder, V2Receiver):
             self._ask_first_session_when_subscribed()
@@ -909,6 +916,7 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
         self._pending_key = new_key
         self.key_fingerprint = new_fingerprint
         self._update_entry_data({**data, CONF_KEY_UNCONFIRMED: True})
+        self._schedule_previous_key_removal()
 
     @callback
     def _confirm_key(self, node_fingerprint: str) -> None:
@@ -920,6 +928,46 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
         self._pending_key = None
         data = dict(self.config_entry.data)
         data.pop(CONF_KEY_UNCONFIRMED, None)
+        self._update_entry_data(data)
+        self._schedule_previous_key_removal()
+
+    @callback
+    def _schedule_previous_key_removal(self) -> None:
+        """Delete the previous private key when its grace period ends (now, if it has)."""
+        self._cancel_previous_key_removal()
+        until = self.config_entry.data.get(CONF_PREVIOUS_KEY_UNTIL)
+        if CONF_PREVIOUS_PRIVATE_KEY not in self.config_entry.data:
+            return
+        ends = dt_util.parse_datetime(str(until)) if until else None
+        if ends is None or ends <= dt_util.utcnow():
+            self._remove_previous_key(dt_util.utcnow())
+            return
+        self._cancel_key_removal = async_track_point_in_utc_time(
+            self.hass, self._remove_previous_key, ends
+        )
+
+    @callback
+    def _cancel_previous_key_removal(self) -> None:
+        """Stop waiting for the end of the grace period."""
+        if self._cancel_key_removal is not None:
+            self._cancel_key_removal()
+            self._cancel_key_removal = None
+
+    @callback
+    def _remove_previous_key(self, _now: datetime) -> None:
+        """Forget the previous key, unless the node still trusts only that one."""
+        self._cancel_key_removal = None
+        if self._pending_key is not None:
+            # The node never confirmed the new key: the old one is the only key it obeys, so
+            # it stays until the node confirms (then _confirm_key removes it at once).
+            return
+        data = dict(self.config_entry.data)
+        if data.pop(CONF_PREVIOUS_PRIVATE_KEY, None) is None:
+            return
+        data.pop(CONF_PREVIOUS_KEY_UNTIL, None)
+        if isinstance(self._decoder, V2Receiver):
+            self._decoder.set_ha_keys([self._signing_key])
+        LOGGER.info("IoTShield node %s: the previous Home Assistant key is deleted", self.node_id)
         self._update_entry_data(data)
 
     @callback

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable, Coroutine
 from datetime import timedelta
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
+from homeassistant.auth.permissions.const import POLICY_CONTROL
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import (
     HomeAssistant,
@@ -15,7 +17,7 @@ from homeassistant.core import (
     SupportsResponse,
     callback,
 )
-from homeassistant.exceptions import ServiceValidationError
+from homeassistant.exceptions import ServiceValidationError, Unauthorized, UnknownUser
 from homeassistant.helpers import config_validation as cv, device_registry as dr
 from homeassistant.util import dt as dt_util
 import voluptuous as vol
@@ -177,16 +179,40 @@ async def _async_explain(call: ServiceCall) -> ServiceResponse:
     return await entry.runtime_data.alerts.async_explain_now()
 
 
+def _admin_only[R](
+    handler: Callable[[ServiceCall], Coroutine[Any, Any, R]],
+) -> Callable[[ServiceCall], Coroutine[Any, Any, R]]:
+    """Refuse a call made by a user who is not an administrator.
+
+    What async_register_admin_service does, for handlers that return a response, which it
+    cannot register on every supported Home Assistant.
+    """
+
+    async def checked(call: ServiceCall) -> R:
+        if call.context.user_id:
+            user = await call.hass.auth.async_get_user(call.context.user_id)
+            if user is None:
+                raise UnknownUser(context=call.context, permission=POLICY_CONTROL)
+            if not user.is_admin:
+                raise Unauthorized(context=call.context)
+        return await handler(call)
+
+    return checked
+
+
 @callback
 def async_setup_services(hass: HomeAssistant) -> None:
-    """Register the integration's services."""
+    """Register the integration's services; the ones that change a node are for admins."""
     hass.services.async_register(
-        DOMAIN, SERVICE_SEND_COMMAND, _async_send_command, schema=SEND_COMMAND_SCHEMA
+        DOMAIN,
+        SERVICE_SEND_COMMAND,
+        _admin_only(_async_send_command),
+        schema=SEND_COMMAND_SCHEMA,
     )
     hass.services.async_register(
         DOMAIN,
         SERVICE_ROTATE_KEY,
-        _async_rotate_key,
+        _admin_only(_async_rotate_key),
         schema=ROTATE_KEY_SCHEMA,
         supports_response=SupportsResponse.OPTIONAL,
     )
