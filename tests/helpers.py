@@ -91,3 +91,9 @@ def paired_v2_entry(template: MockConfigEntry, state_dir: Path) -> MockConfigEnt
         data={**template.data, CONF_PROTOCOL: 2, CONF_NODE_KEY: node_key_b64(identity)},
         options=template.options,
     )
+
+
+async def flush_rejection_count(hass: HomeAssistant) -> None:
+    """Let the Rejected payloads entity write the count it held back (at most one a second)."""
+    async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=2))
+    await hass.async_block_till_done()

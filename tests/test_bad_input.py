@@ -18,7 +18,7 @@ from custom_components.iotshield.keys import fingerprint, format_fingerprint
 from custom_components.iotshield.protocol import Rejection
 
 from .envelope import encrypt, envelope, telemetry
-from .helpers import READING_ENTITIES, publish, setup_entry
+from .helpers import READING_ENTITIES, flush_rejection_count, publish, setup_entry
 
 pytestmark = pytest.mark.usefixtures("mqtt_mock")
 
@@ -148,6 +148,7 @@ async def test_flood_is_shed_and_counted(
     assert shed in (extra - 1, extra)
     assert coordinator.rejections.total == shed
     assert hass.states.get("sensor.kitchen_temperature").state == "30.0"
+    await flush_rejection_count(hass)
     assert hass.states.get("sensor.kitchen_rejected_payloads").state == str(shed)
 
 
@@ -176,6 +177,7 @@ async def test_rejections_logged_once_per_reason(
         for _ in range(4):
             await publish(hass, DATA_TOPIC, b"junk")
             await publish(hass, DATA_TOPIC, b"x" * 3000)
+    await flush_rejection_count(hass)
     lines = [r.getMessage() for r in caplog.records if "Rejected a payload" in r.getMessage()]
     assert len(lines) == 2
     assert any("malformed" in line for line in lines)

@@ -273,7 +273,7 @@ async def test_discovery_in_progress_aborts_second(hass: HomeAssistant) -> None:
     )
     assert first["type"] is FlowResultType.FORM
     second = await hass.config_entries.flow.async_init(
-        DOMAIN, context={"source": SOURCE_MQTT}, data=_discovery("garage", "online")
+        DOMAIN, context={"source": SOURCE_MQTT}, data=_discovery("garage")
     )
     assert second["type"] is FlowResultType.ABORT
     assert second["reason"] == "already_in_progress"
@@ -283,6 +283,9 @@ async def test_discovery_in_progress_aborts_second(hass: HomeAssistant) -> None:
     "info",
     [
         _discovery("garage", ""),
+        _discovery("garage", "online"),
+        _discovery("garage", "offline"),
+        _discovery("garage", '{"state":"offline","node":"garage","fw":"1.0.0","interval":5}'),
         _discovery("garage", "gibberish"),
         _discovery("garage", b"\xff\xfe"),
         MqttServiceInfo(

@@ -6,6 +6,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 from homeassistant.config_entries import (
+    SOURCE_MQTT,
     SOURCE_RECONFIGURE,
     ConfigEntry,
     ConfigFlow,
@@ -62,6 +63,7 @@ from .const import (
     KEY_SOURCE_GENERATE,
     KEY_SOURCE_IMPORT,
     KEY_SOURCE_KEEP,
+    MAX_DISCOVERY_FLOWS,
     MAX_PUBLISH_INTERVAL,
     MAX_STALE_INTERVALS,
     MIN_PUBLISH_INTERVAL,
@@ -169,8 +171,21 @@ class IoTShieldConfigFlow(ConfigFlow, domain=DOMAIN):
         payload = discovery_info.payload
         raw = payload.encode() if isinstance(payload, str) else bytes(payload)
         announce = parse_status(raw) if raw else None
-        if node_id is None or announce is None:
+        # Only a node's own announce (online, describing itself) starts a flow: a bare
+        # `online`, an `offline` or anything else on the topic is not a node to pair.
+        if node_id is None or announce is None or not announce.online or not announce.informative:
             return self.async_abort(reason="invalid_discovery_info")
+        others = [
+            flow
+            for flow in self.hass.config_entries.flow.async_progress_by_handler(
+                DOMAIN, include_uninitialized=True, match_context={"source": SOURCE_MQTT}
+            )
+            if flow["flow_id"] != self.flow_id
+        ]
+        if len(others) >= MAX_DISCOVERY_FLOWS:
+            # Anyone on the broker can publish announces: a flood must not fill the
+            # integrations page. The node announces again on its next connect.
+            return self.async_abort(reason="too_many_discoveries")
         if announce.node_key is not None:
             try:
                 self._announced_node_key = node_key_der_b64(load_node_key(announce.node_key))

@@ -34,6 +34,8 @@ KEY_MISMATCH_THRESHOLD: Final = 5
 REJECTION_LOG_INTERVAL: Final = 600.0
 # Envelopes waiting for decryption; beyond this a flood is shed, counted, not queued.
 MAX_PENDING_ENVELOPES: Final = 256
+# Discovery flows of announced nodes waiting for the user at once; more are not started.
+MAX_DISCOVERY_FLOWS: Final = 5
 # A batch of envelopes gives the event loop back after this many seconds of work.
 YIELD_AFTER: Final = 0.001
 

@@ -256,7 +256,11 @@ def _finite(value: Any, field: str) -> float:
     """Check that a value is a JSON number (not a boolean) and finite."""
     if type(value) not in (int, float):
         raise PayloadRejected(Rejection.INVALID_SCHEMA, f"{field} is not a number")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        # JSON integers have no size limit; one beyond a float's range is no reading.
+        raise PayloadRejected(Rejection.NON_FINITE, field) from None
     if not math.isfinite(number):
         raise PayloadRejected(Rejection.NON_FINITE, field)
     return number

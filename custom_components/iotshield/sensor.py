@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+import time
 from typing import Any
 
 from homeassistant.components.sensor import (
@@ -15,12 +16,17 @@ from homeassistant.components.sensor import (
     SensorStateClass,
 )
 from homeassistant.const import LIGHT_LUX, PERCENTAGE, EntityCategory, UnitOfTemperature
-from homeassistant.core import HomeAssistant, callback
+from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
 from homeassistant.helpers.entity_platform import AddEntitiesCallback
+from homeassistant.helpers.event import async_call_later
 
 from .coordinator import IoTShieldConfigEntry, IoTShieldCoordinator, IoTShieldData
 from .entity import IoTShieldEntity
+from .protocol import Rejection
 from .severity import SENSOR_NAMES, Level
+
+# A flood of rejected payloads writes the Rejected payloads entity at most this often.
+REJECTIONS_WRITE_INTERVAL = 1.0
 
 PARALLEL_UPDATES = 0
 
@@ -250,10 +256,44 @@ class IoTShieldRejectedPayloadsSensor(IoTShieldEntity, SensorEntity):
     """How many payloads were refused since the entry was loaded, by reason in attributes."""
 
     entity_description = REJECTED_PAYLOADS
+    # The per-reason counts change with every rejection: the recorder keeps only the total.
+    _unrecorded_attributes = frozenset(reason.value for reason in Rejection)
 
     def __init__(self, coordinator: IoTShieldCoordinator) -> None:
         """Attach to the node's device."""
         super().__init__(coordinator, REJECTED_PAYLOADS.key)
+        self._written_at = -REJECTIONS_WRITE_INTERVAL
+        self._cancel_write: CALLBACK_TYPE | None = None
+
+    @callback
+    def _rejected(self) -> None:
+        """Write the count at most once a second, so a flood costs a bounded number of writes."""
+        if self._cancel_write is not None:
+            return
+        wait = self._written_at + REJECTIONS_WRITE_INTERVAL - time.monotonic()
+        if wait <= 0:
+            self._write_now()
+            return
+        self._cancel_write = async_call_later(self.hass, wait, self._write_later)
+
+    @callback
+    def _write_later(self, _now: datetime) -> None:
+        """Write the count the throttle held back."""
+        self._cancel_write = None
+        self._write_now()
+
+    @callback
+    def _write_now(self) -> None:
+        """Write the current count."""
+        self._written_at = time.monotonic()
+        self.async_write_ha_state()
+
+    @callback
+    def _cancel_pending_write(self) -> None:
+        """Drop a held-back write when the entity goes away."""
+        if self._cancel_write is not None:
+            self._cancel_write()
+            self._cancel_write = None
 
     @property
     def available(self) -> bool:
@@ -273,6 +313,5 @@ class IoTShieldRejectedPayloadsSensor(IoTShieldEntity, SensorEntity):
     async def async_added_to_hass(self) -> None:
         """Also update when a payload is rejected (which changes no other entity)."""
         await super().async_added_to_hass()
-        self.async_on_remove(
-            self.coordinator.async_add_rejection_listener(self.async_write_ha_state)
-        )
+        self.async_on_remove(self.coordinator.async_add_rejection_listener(self._rejected))
+        self.async_on_remove(self._cancel_pending_write)
