@@ -4,25 +4,42 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from homeassistant.config_entries import SOURCE_MQTT
 from homeassistant.core import Event, HomeAssistant, callback
 from homeassistant.helpers.service_info.mqtt import MqttServiceInfo
+from iotshield_node.readings import Readings
+from iotshield_node.telemetry import encode_telemetry
+from iotshield_node.v2 import StoredCounters, V2Sender
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_mqtt_message
+from pytest_homeassistant_custom_component.typing import MqttMockHAClient
 
-from custom_components.iotshield.const import DOMAIN, MAX_DISCOVERY_FLOWS
+from custom_components.iotshield.const import (
+    DOMAIN,
+    MAX_DISCOVERY_FLOWS,
+    SESSION_CHECK_BURST,
+    V1_DECRYPTION_BURST,
+)
 from custom_components.iotshield.protocol import Rejection
 
-from .envelope import encrypt, telemetry
-from .helpers import flush_rejection_count, publish, setup_entry
+from .envelope import encrypt, envelope, telemetry
+from .helpers import first_challenge, flush_rejection_count, publish, setup_entry
 
 pytestmark = pytest.mark.usefixtures("mqtt_mock")
 DATA_TOPIC = "iotshield/kitchen/sensors/data"
 STATUS_TOPIC = "iotshield/kitchen/status"
 COUNTER = "sensor.kitchen_rejected_payloads"
+
+
+def _reading() -> bytes:
+    """Return a calm telemetry plaintext as a v2 node seals it."""
+    return encode_telemetry(
+        "kitchen", 1, 1763900000, Readings(21.5, 45.0, 0.05, 300.0, False, True), None
+    )
 
 
 async def test_a_flood_of_junk_writes_the_counter_about_once_a_second(
@@ -129,3 +146,58 @@ async def test_huge_numbers_in_status_raise_nothing(
         )
     assert result["type"] in ("abort", "form")
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_forged_v1_envelopes_cost_a_bounded_number_of_rsa_operations(
+    hass: HomeAssistant,
+    mock_config_entry: MockConfigEntry,
+    private_key: rsa.RSAPrivateKey,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """200 well-formed forgeries: a burst is decrypted, the rest counted as rate limited."""
+    clock = [1000.0]
+    monkeypatch.setattr("custom_components.iotshield.coordinator.time.monotonic", lambda: clock[0])
+    await setup_entry(hass, mock_config_entry)
+    forged = envelope(os.urandom(private_key.key_size // 8))
+    for _ in range(200):
+        async_fire_mqtt_message(hass, DATA_TOPIC, forged)
+    await hass.async_block_till_done(wait_background_tasks=True)
+    rejections = mock_config_entry.runtime_data.rejections
+    assert rejections.count(Rejection.DECRYPT_FAILED) == V1_DECRYPTION_BURST
+    assert rejections.count(Rejection.RATE_LIMITED) == 200 - V1_DECRYPTION_BURST
+    # The budget comes back with time: the node's next genuine reading is decrypted.
+    clock[0] += 1
+    await publish(hass, DATA_TOPIC, encrypt(private_key.public_key(), telemetry(t=24.0)))
+    assert hass.states.get("sensor.kitchen_temperature").state == "24.0"
+
+
+async def test_forged_v2_sessions_cost_a_bounded_number_of_signature_checks(
+    hass: HomeAssistant,
+    v2_entry: MockConfigEntry,
+    mqtt_mock: MqttMockHAClient,
+    node: V2Sender,
+    private_key: rsa.RSAPrivateKey,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A flood of forged sessions: a burst is checked, the rest refused before any crypto."""
+    clock = [1000.0]
+    monkeypatch.setattr("custom_components.iotshield.coordinator.time.monotonic", lambda: clock[0])
+    await setup_entry(hass, v2_entry)
+    node.challenge = await first_challenge(hass, mqtt_mock)
+    attacker = V2Sender(
+        "kitchen",
+        ec.generate_private_key(ec.SECP256R1()),
+        private_key.public_key(),
+        StoredCounters(None, last_sid=99),
+    )
+    for _ in range(50):
+        async_fire_mqtt_message(hass, DATA_TOPIC, attacker.open_session())
+    await hass.async_block_till_done(wait_background_tasks=True)
+    rejections = v2_entry.runtime_data.rejections
+    assert rejections.count(Rejection.BAD_SIGNATURE) == SESSION_CHECK_BURST
+    assert rejections.count(Rejection.RATE_LIMITED) == 50 - SESSION_CHECK_BURST
+    # The real node's session, a moment later, is checked and its reading arrives.
+    clock[0] += 2
+    await publish(hass, DATA_TOPIC, node.open_session())
+    await publish(hass, DATA_TOPIC, node.seal(_reading()))
+    assert hass.states.get("sensor.kitchen_temperature").state == "21.5"

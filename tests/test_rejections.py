@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from custom_components.iotshield.protocol import Rejection
-from custom_components.iotshield.rejections import RejectionTracker
+from custom_components.iotshield.rejections import Budget, RejectionTracker
 
 
 def test_counts_by_reason_and_logs_once_per_interval() -> None:
@@ -32,3 +32,13 @@ def test_consecutive_decrypt_failures_reset_on_success() -> None:
     tracker.record_success()
     assert tracker.consecutive_decrypt_failures == 0
     assert tracker.count(Rejection.DECRYPT_FAILED) == 3
+
+
+def test_a_budget_allows_a_burst_then_its_rate() -> None:
+    """A token bucket: `burst` at once, then `rate` a second, never more than `burst` saved."""
+    budget = Budget(rate=2.0, burst=3.0)
+    assert [budget.take(100.0) for _ in range(4)] == [True, True, True, False]
+    # Half a second later one unit has come back, and only one.
+    assert [budget.take(100.5) for _ in range(2)] == [True, False]
+    # A long pause refills to the burst, not beyond.
+    assert [budget.take(1000.0) for _ in range(4)] == [True, True, True, False]

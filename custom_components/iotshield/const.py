@@ -34,6 +34,13 @@ KEY_MISMATCH_THRESHOLD: Final = 5
 REJECTION_LOG_INTERVAL: Final = 600.0
 # Envelopes waiting for decryption; beyond this a flood is shed, counted, not queued.
 MAX_PENDING_ENVELOPES: Final = 256
+# Expensive work one node's topic may cost, whoever publishes there: RSA decryptions of v1
+# envelopes and signature checks of v2 sessions, per second on average and at once. A node
+# sends a reading every second at most and a session rarely; a flood beyond is counted.
+MAX_V1_DECRYPTIONS_PER_SECOND: Final = 5.0
+V1_DECRYPTION_BURST: Final = 20.0
+MAX_SESSION_CHECKS_PER_SECOND: Final = 1.0
+SESSION_CHECK_BURST: Final = 10.0
 # Discovery flows of announced nodes waiting for the user at once; more are not started.
 MAX_DISCOVERY_FLOWS: Final = 5
 # A batch of envelopes gives the event loop back after this many seconds of work.

@@ -47,11 +47,15 @@ from .const import (
     KEY_MISMATCH_THRESHOLD,
     LOGGER,
     MAX_PENDING_ENVELOPES,
+    MAX_SESSION_CHECKS_PER_SECOND,
+    MAX_V1_DECRYPTIONS_PER_SECOND,
     REJECTION_LOG_INTERVAL,
+    SESSION_CHECK_BURST,
     SESSION_REQUEST_INTERVAL,
     STALE_SESSION_REQUEST_INTERVAL,
     STATE_SAVE_DELAY,
     V1_COMMANDS,
+    V1_DECRYPTION_BURST,
     YIELD_AFTER,
 )
 from .incidents import Incident
@@ -85,7 +89,7 @@ from .protocol_v2 import (
     sign_command,
     will_hash,
 )
-from .rejections import RejectionTracker
+from .rejections import Budget, RejectionTracker
 from .severity import Assessment, Level, SeverityEngine, ThresholdError, Thresholds
 
 type IoTShieldConfigEntry = ConfigEntry[IoTShieldCoordinator]
@@ -234,6 +238,8 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
         self._pending_key = pending_key
         self._last_session_request: float | None = None
         self.rejections = RejectionTracker(REJECTION_LOG_INTERVAL)
+        self._decryptions = Budget(MAX_V1_DECRYPTIONS_PER_SECOND, V1_DECRYPTION_BURST)
+        self._session_checks = Budget(MAX_SESSION_CHECKS_PER_SECOND, SESSION_CHECK_BURST)
         self.severity = SeverityEngine(thresholds_of(entry))
         self._baseline_store, stored_baseline = baseline
         self.anomaly = AnomalyDetector()
@@ -425,8 +431,13 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
 
     async def _drain_v1(self, decoder: V1Decoder, batch: list[tuple[bytes, bool]]) -> None:
         """Decrypt v1 envelopes in the executor: each costs an RSA private-key operation."""
+        # cryptography holds the GIL during RSA, so even in the executor every decryption
+        # slows the event loop: a forged flood gets a bounded number of them. (The budget
+        # is only touched by this one drain at a time.)
         results = await self.hass.async_add_executor_job(
-            decoder.decode_batch, [payload for payload, _ in batch]
+            decoder.decode_batch,
+            [payload for payload, _ in batch],
+            lambda: self._decryptions.take(time.monotonic()),
         )
         turn = time.perf_counter()
         for (_, legacy), result in zip(batch, results, strict=True):
@@ -450,6 +461,7 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
                 if isinstance(msg, SessionMessage):
                     # Refuse a replayed session before paying for its cryptography.
                     receiver.check_session_fresh(msg)
+                    self._spend_session_check()
                     key = await self.hass.async_add_executor_job(receiver.verify_session, msg)
                     self._session_accepted(receiver.accept_session(msg, key))
                     continue
@@ -482,6 +494,11 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
                 continue
             self._save_state()
             self._accept(telemetry)
+
+    def _spend_session_check(self) -> None:
+        """Refuse a session when this topic used up its budget of signature checks."""
+        if not self._session_checks.take(time.monotonic()):
+            raise PayloadRejected(Rejection.RATE_LIMITED, "session checks")
 
     def _session_expected(self, receiver: V2Receiver) -> bool:
         """Say whether Home Assistant waits for a session it asked for (data before it are old)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 import json
@@ -72,6 +73,7 @@ class Rejection(StrEnum):
     DOWNGRADE = "downgrade"
     STALE_SESSION = "stale_session"
     UNAUTHENTICATED_STATUS = "unauthenticated_status"
+    RATE_LIMITED = "rate_limited"
 
 
 class PayloadRejected(ValueError):
@@ -353,21 +355,28 @@ class V1Decoder:
         self._key_bytes = private_key.key_size // 8
         self.node_id = node_id
 
-    def decode(self, payload: bytes) -> Telemetry:
-        """Turn an envelope into a validated reading or raise PayloadRejected (CPU-bound)."""
+    def decode(self, payload: bytes, may_decrypt: Callable[[], bool] = lambda: True) -> Telemetry:
+        """Turn an envelope into a validated reading or raise PayloadRejected (CPU-bound).
+
+        `may_decrypt` is asked before the RSA operation, once the envelope is well formed.
+        """
         ciphertext = parse_envelope(payload, self._key_bytes)
+        if not may_decrypt():
+            raise PayloadRejected(Rejection.RATE_LIMITED, "RSA decryptions")
         try:
             plaintext = self._key.decrypt(ciphertext, _OAEP)
         except ValueError as err:
             raise PayloadRejected(Rejection.DECRYPT_FAILED, "OAEP decryption failed") from err
         return parse_telemetry(plaintext, self.node_id)
 
-    def decode_batch(self, payloads: list[bytes]) -> list[Telemetry | PayloadRejected]:
+    def decode_batch(
+        self, payloads: list[bytes], may_decrypt: Callable[[], bool] = lambda: True
+    ) -> list[Telemetry | PayloadRejected]:
         """Decode several envelopes in one executor hop, keeping their order."""
         results: list[Telemetry | PayloadRejected] = []
         for payload in payloads:
             try:
-                results.append(self.decode(payload))
+                results.append(self.decode(payload, may_decrypt))
             except PayloadRejected as err:
                 results.append(err)
         return results

@@ -47,3 +47,28 @@ class RejectionTracker:
     def as_dict(self) -> dict[str, int]:
         """Return every reason with its count, zeros included, in a stable order."""
         return {reason.value: self._counts[reason] for reason in Rejection}
+
+
+class Budget:
+    """A token bucket: at most `rate` units a second on average, `burst` at once.
+
+    Bounds how much expensive work (an RSA private-key operation, a signature check) one
+    node's topic can cost, whoever publishes on it.
+    """
+
+    def __init__(self, rate: float, burst: float) -> None:
+        """Start full."""
+        self._rate = rate
+        self._burst = burst
+        self._tokens = burst
+        self._at: float | None = None
+
+    def take(self, now: float) -> bool:
+        """Spend one unit at monotonic time `now`; False when the budget is used up."""
+        if self._at is not None:
+            self._tokens = min(self._burst, self._tokens + (now - self._at) * self._rate)
+        self._at = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
