@@ -10,7 +10,9 @@ from unittest.mock import MagicMock
 
 from homeassistant.core import HomeAssistant
 from homeassistant.util import dt as dt_util
-from iotshield_node.v2 import load_or_create_identity, node_key_b64
+from iotshield_node.readings import Readings
+from iotshield_node.telemetry import encode_telemetry
+from iotshield_node.v2 import V2Sender, load_or_create_identity, node_key_b64
 from pytest_homeassistant_custom_component.common import (
     MockConfigEntry,
     async_fire_mqtt_message,
@@ -97,3 +99,21 @@ async def flush_rejection_count(hass: HomeAssistant) -> None:
     """Let the Rejected payloads entity write the count it held back (at most one a second)."""
     async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=2))
     await hass.async_block_till_done()
+
+
+def v2_reading(seq: int, t: float = 21.5) -> bytes:
+    """Return node kitchen's telemetry plaintext as a v2 node seals it."""
+    return encode_telemetry(
+        "kitchen", seq, 1763900000, Readings(t, 45.0, 0.05, 300.0, False, True), None
+    )
+
+
+async def running_v2_node(
+    hass: HomeAssistant, entry: MockConfigEntry, node: V2Sender, mqtt_mock: MagicMock
+) -> None:
+    """Load the entry; the node answers Home Assistant's challenge with a session and reading."""
+    await setup_entry(hass, entry)
+    node.challenge = await first_challenge(hass, mqtt_mock)
+    await publish(hass, "iotshield/kitchen/sensors/data", node.open_session())
+    await publish(hass, "iotshield/kitchen/sensors/data", node.seal(v2_reading(1)))
+    assert hass.states.get("sensor.kitchen_temperature").state == "21.5"

@@ -11,8 +11,6 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from homeassistant.config_entries import SOURCE_MQTT
 from homeassistant.core import Event, HomeAssistant, callback
 from homeassistant.helpers.service_info.mqtt import MqttServiceInfo
-from iotshield_node.readings import Readings
-from iotshield_node.telemetry import encode_telemetry
 from iotshield_node.v2 import StoredCounters, V2Sender
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_mqtt_message
@@ -27,19 +25,12 @@ from custom_components.iotshield.const import (
 from custom_components.iotshield.protocol import Rejection
 
 from .envelope import encrypt, envelope, telemetry
-from .helpers import first_challenge, flush_rejection_count, publish, setup_entry
+from .helpers import first_challenge, flush_rejection_count, publish, setup_entry, v2_reading
 
 pytestmark = pytest.mark.usefixtures("mqtt_mock")
 DATA_TOPIC = "iotshield/kitchen/sensors/data"
 STATUS_TOPIC = "iotshield/kitchen/status"
 COUNTER = "sensor.kitchen_rejected_payloads"
-
-
-def _reading() -> bytes:
-    """Return a calm telemetry plaintext as a v2 node seals it."""
-    return encode_telemetry(
-        "kitchen", 1, 1763900000, Readings(21.5, 45.0, 0.05, 300.0, False, True), None
-    )
 
 
 async def test_a_flood_of_junk_writes_the_counter_about_once_a_second(
@@ -199,5 +190,5 @@ async def test_forged_v2_sessions_cost_a_bounded_number_of_signature_checks(
     # The real node's session, a moment later, is checked and its reading arrives.
     clock[0] += 2
     await publish(hass, DATA_TOPIC, node.open_session())
-    await publish(hass, DATA_TOPIC, node.seal(_reading()))
+    await publish(hass, DATA_TOPIC, node.seal(v2_reading(1)))
     assert hass.states.get("sensor.kitchen_temperature").state == "21.5"

@@ -16,8 +16,6 @@ from homeassistant.core import Context, HomeAssistant
 from homeassistant.exceptions import Unauthorized
 from homeassistant.helpers import device_registry as dr
 from homeassistant.util import dt as dt_util
-from iotshield_node.readings import Readings
-from iotshield_node.telemetry import encode_telemetry
 from iotshield_node.v2 import StoredCounters, V2Sender, verify_command
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
@@ -32,28 +30,17 @@ from custom_components.iotshield.const import (
 )
 from custom_components.iotshield.coordinator import baseline_store, state_store
 
-from .helpers import first_challenge, publish, setup_entry
+from .helpers import first_challenge, publish, running_v2_node, v2_reading
 
 pytestmark = pytest.mark.usefixtures("mqtt_mock")
 DATA_TOPIC = "iotshield/kitchen/sensors/data"
 
 
-def _reading(seq: int, t: float) -> bytes:
-    """Return a telemetry plaintext as a node writes it."""
-    return encode_telemetry(
-        "kitchen", seq, 1763900000, Readings(t, 45.0, 0.05, 300.0, False, True), None
-    )
-
-
 async def _running(
     hass: HomeAssistant, entry: MockConfigEntry, node: V2Sender, mqtt_mock: MqttMockHAClient
 ) -> str:
-    """Load the entry, let the node answer the first challenge; return the device id."""
-    await setup_entry(hass, entry)
-    node.challenge = await first_challenge(hass, mqtt_mock)
-    await publish(hass, DATA_TOPIC, node.open_session())
-    await publish(hass, DATA_TOPIC, node.seal(_reading(1, 21.5)))
-    assert hass.states.get("sensor.kitchen_temperature").state == "21.5"
+    """Load the entry with the node running; return its device id."""
+    await running_v2_node(hass, entry, node, mqtt_mock)
     (device,) = dr.async_entries_for_config_entry(dr.async_get(hass), entry.entry_id)
     return device.id
 
@@ -135,7 +122,7 @@ async def test_the_previous_key_is_deleted_when_its_grace_ends(
     new_public = _public_key_of(_last_command(mqtt_mock), private_key.public_key())
     node.ha_key = new_public
     await publish(hass, DATA_TOPIC, node.open_session())
-    await publish(hass, DATA_TOPIC, node.seal(_reading(2, 22.0)))
+    await publish(hass, DATA_TOPIC, node.seal(v2_reading(2, 22.0)))
     assert CONF_KEY_UNCONFIRMED not in v2_entry.data
     assert CONF_PREVIOUS_PRIVATE_KEY in v2_entry.data
     until = dt_util.parse_datetime(v2_entry.data[CONF_PREVIOUS_KEY_UNTIL])
@@ -148,7 +135,7 @@ async def test_the_previous_key_is_deleted_when_its_grace_ends(
     # A session sealed for the old key no longer opens: that key is gone from memory too.
     node.ha_key = private_key.public_key()
     await publish(hass, DATA_TOPIC, node.open_session())
-    await publish(hass, DATA_TOPIC, node.seal(_reading(3, 23.0)))
+    await publish(hass, DATA_TOPIC, node.seal(v2_reading(3, 23.0)))
     telemetry = v2_entry.runtime_data.data.telemetry
     assert telemetry is not None
     assert telemetry.seq == 2
@@ -193,7 +180,7 @@ async def test_an_unconfirmed_rotation_keeps_the_only_key_the_node_obeys(
     assert name == "publish_now"
     node.ha_key = new_public
     await publish(hass, DATA_TOPIC, node.open_session())
-    await publish(hass, DATA_TOPIC, node.seal(_reading(5, 25.0)))
+    await publish(hass, DATA_TOPIC, node.seal(v2_reading(5, 25.0)))
     assert CONF_KEY_UNCONFIRMED not in v2_entry.data
     # The node takes the key at last; the old one goes when the grace ends (or at once,
     # had it ended: test_the_previous_key_is_deleted_when_its_grace_ends).

@@ -14,8 +14,7 @@ from homeassistant.exceptions import ServiceValidationError
 from homeassistant.helpers import device_registry as dr, issue_registry as ir
 from homeassistant.setup import async_setup_component
 from homeassistant.util import dt as dt_util
-from iotshield_node.readings import Readings
-from iotshield_node.telemetry import encode_telemetry, seal_v1
+from iotshield_node.telemetry import seal_v1
 from iotshield_node.v2 import (
     CommandRejectedError,
     StoredCounters,
@@ -39,18 +38,21 @@ from custom_components.iotshield.const import (
 from custom_components.iotshield.keys import load_private_key
 from custom_components.iotshield.protocol import Rejection
 
-from .helpers import READING_ENTITIES, first_challenge, publish, setup_entry
+from .helpers import (
+    READING_ENTITIES,
+    first_challenge,
+    publish,
+    running_v2_node,
+    setup_entry,
+    v2_reading,
+)
 
 pytestmark = pytest.mark.usefixtures("mqtt_mock")
 
 DATA_TOPIC = "iotshield/kitchen/sensors/data"
 
 
-def reading(seq: int, t: float = 21.5) -> bytes:
-    """Return a telemetry plaintext as a node writes it."""
-    return encode_telemetry(
-        "kitchen", seq, 1763900000, Readings(t, 45.0, 0.05, 300.0, False, True), None
-    )
+reading = v2_reading
 
 
 def snapshot(hass: HomeAssistant) -> dict[str, tuple[str, object]]:
@@ -61,15 +63,7 @@ def snapshot(hass: HomeAssistant) -> dict[str, tuple[str, object]]:
     }
 
 
-async def _running(
-    hass: HomeAssistant, entry: MockConfigEntry, node: V2Sender, mqtt_mock: MqttMockHAClient
-) -> None:
-    """Load the entry; the node answers Home Assistant's challenge with a session and reading."""
-    await setup_entry(hass, entry)
-    node.challenge = await first_challenge(hass, mqtt_mock)
-    await publish(hass, DATA_TOPIC, node.open_session())
-    await publish(hass, DATA_TOPIC, node.seal(reading(1)))
-    assert hass.states.get("sensor.kitchen_temperature").state == "21.5"
+_running = running_v2_node
 
 
 async def test_v2_readings_and_no_v1_warning(
