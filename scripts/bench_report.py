@@ -28,6 +28,7 @@ OWN_V2_TARGET_US = 50.0
 HA_RATE_TARGET = 1000.0
 P99_TARGET_MS = 25.0
 STALL_TARGET_MS = 2.0
+ATTACK_STALL_TARGET_MS = 10.0
 
 
 def _load(folder: Path, name: str) -> dict[str, Any] | None:
@@ -117,6 +118,61 @@ def latency_table(figures: dict[str, Any]) -> list[str]:
         f"| {figures['rss_per_node_kib']:.0f} KiB "
         "| | | | |"
     )
+    return lines
+
+
+def attack_table(runs: list[dict[str, Any]]) -> list[str]:
+    """Return the under-attack rows: one per QoS of the flood, then the rejections by reason."""
+    first = runs[0]
+    rates = first["rate_per_s"]
+    lines = [
+        f"| {first['nodes']} v2 nodes × 1 Hz through Mosquitto while {rates['forged_v1']:,} "
+        f"forged v1 envelopes and {rates['garbage']:,} garbage messages a second arrive "
+        "| Delivered / sent | p50 | p95 | p99 | max | Longest stall | Target |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for run in runs:
+        latency = run["latency_ms"]
+        published = sum(stream["published"] for stream in run["attacker"].values())
+        targets = (
+            f"all delivered: {_mark(run['delivered'] == run['sent'])}; "
+            f"p99 ≤ {P99_TARGET_MS:.0f} ms: {_mark(latency['p99'] <= P99_TARGET_MS)}; "
+            f"stall ≤ {ATTACK_STALL_TARGET_MS:.0f} ms: "
+            f"{_mark(run['longest_stall_ms'] <= ATTACK_STALL_TARGET_MS)}"
+        )
+        lines.append(
+            f"| flood at QoS {run['qos']}: {published:,} messages in {run['attack_seconds']:.1f} s "
+            f"({run['sent_during_attack']} readings sent during it) "
+            f"| {run['delivered']} / {run['sent']} | {latency['p50']:.1f} ms "
+            f"| {latency['p95']:.1f} ms | {latency['p99']:.1f} ms | {latency['max']:.1f} ms "
+            f"| {run['longest_stall_ms']:.1f} ms | {targets} |"
+        )
+    header = " | ".join(f"flood at QoS {run['qos']}" for run in runs)
+    lines += [
+        "",
+        f"| During the attack: rejected by reason (all {first['nodes'] + 1} nodes) | {header} |",
+        "|---|" + "---|" * len(runs),
+    ]
+    for reason in first["rejections"]:
+        if any(run["rejections"][reason] for run in runs):
+            cells = " | ".join(f"{run['rejections'][reason]:,}" for run in runs)
+            lines.append(f"| {reason} | {cells} |")
+    cells = " | ".join(
+        f"{run['rejected']:,} of "
+        f"{sum(stream['published'] for stream in run['attacker'].values()):,} published"
+        for run in runs
+    )
+    lines.append(f"| **all reasons** | {cells} |")
+    rows = (
+        ("state writes of the Rejected payloads entities", "rejected_entity_writes", "{:,}"),
+        ("CPU of Home Assistant's process (one core = 100 %)", "ha_cpu_percent", "{:.0f} %"),
+        ("CPU of the attacker's process", "attacker_cpu_percent", "{:.0f} %"),
+        ("the machine's CPU busy (all cores)", "machine_busy_percent", "{:.0f} %"),
+        ("Mosquitto dropping messages to Home Assistant (notices)", "broker_drop_notices", "{}"),
+    )
+    for label, key, spec in rows:
+        cells = " | ".join(spec.format(run[key]) for run in runs)
+        lines.append(f"| {label} | {cells} |")
     return lines
 
 
@@ -264,7 +320,15 @@ def report(folder: Path, plots_dir: Path) -> str:
     """Return the whole Markdown report and write the plots."""
     figures = {
         name: _load(folder, name)
-        for name in ("ingestion", "latency", "alert_offline", "alert_slow", "privacy")
+        for name in (
+            "ingestion",
+            "latency",
+            "attack_qos0",
+            "attack_qos1",
+            "alert_offline",
+            "alert_slow",
+            "privacy",
+        )
     }
     lines = [
         f"Measured {datetime.now(UTC).date().isoformat()} on {machine()}.",
@@ -274,6 +338,8 @@ def report(folder: Path, plots_dir: Path) -> str:
         lines += [*ingestion_table(figures["ingestion"]), ""]
     if figures["latency"]:
         lines += [*latency_table(figures["latency"]), ""]
+    if attacks := [run for run in (figures["attack_qos0"], figures["attack_qos1"]) if run]:
+        lines += [*attack_table(attacks), ""]
     if figures["alert_offline"] or figures["alert_slow"]:
         lines += [*alert_table(figures["alert_offline"], figures["alert_slow"]), ""]
     if figures["privacy"]:

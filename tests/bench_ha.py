@@ -7,6 +7,7 @@ makes every one a few seconds long (the smoke run in tests/test_bench_smoke.py).
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 import gc
@@ -22,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from homeassistant.components import persistent_notification
 from homeassistant.const import EVENT_STATE_CHANGED
-from homeassistant.core import Event, HomeAssistant, callback
+from homeassistant.core import Event, EventStateChangedData, HomeAssistant, callback
 from homeassistant.helpers.dispatcher import async_dispatcher_connect
 from iotshield_node.readings import Readings
 from iotshield_node.telemetry import OAEP, encode_telemetry, seal_v1
@@ -30,6 +31,7 @@ from iotshield_node.v2 import StoredCounters, V2Sender, node_key_b64
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_mqtt_message
 
+from custom_components.iotshield import coordinator as coordinator_module
 from custom_components.iotshield.anomaly import AnomalyDetector
 from custom_components.iotshield.const import (
     CONF_HOLD_TIME,
@@ -62,6 +64,7 @@ from .ollama_server import FakeOllama, free_port, ollama_server  # noqa: F401
 QUICK = os.environ.get("IOTSHIELD_BENCH_QUICK") == "1"
 OUT = Path(os.environ.get("IOTSHIELD_BENCH_OUT", "artifacts/bench"))
 PUBLISHER = Path(__file__).with_name("bench_publisher.py")
+ATTACKER = Path(__file__).with_name("bench_attacker.py")
 
 
 @pytest.fixture(autouse=True)
@@ -265,6 +268,15 @@ class OnLoopTimer:
         return percentiles([value * 1000 for value in self.per_message])
 
 
+def lift_v1_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let a v1 entry decrypt as fast as the benchmark feeds it.
+
+    A node's budget (a few RSA decryptions a second) is what a flood meets, measured in
+    test_under_attack; a benchmark feeding one node hundreds a second measures the pipeline.
+    """
+    monkeypatch.setattr(coordinator_module, "V1_DECRYPTION_BURST", 1e9)
+
+
 async def feed(hass: HomeAssistant, topic: str, payloads: list[bytes]) -> float:
     """Deliver payloads as the MQTT client does, one per loop turn; return seconds until done.
 
@@ -281,10 +293,13 @@ async def feed(hass: HomeAssistant, topic: str, payloads: list[bytes]) -> float:
 
 
 @pytest.mark.usefixtures("mqtt_mock")
-async def test_ingestion(hass: HomeAssistant, private_key: rsa.RSAPrivateKey) -> None:
+async def test_ingestion(
+    hass: HomeAssistant, private_key: rsa.RSAPrivateKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Messages per second fully processed in Home Assistant, next to the raw cryptography."""
     seconds = 0.3 if QUICK else 3.0
     count_v2, count_v1 = (200, 50) if QUICK else (4000, 1500)
+    lift_v1_budget(monkeypatch)
     identity = ec.generate_private_key(ec.SECP256R1())
     public = private_key.public_key()
 
@@ -367,6 +382,22 @@ def datetime_at(seconds: int) -> datetime:
     return datetime(2026, 6, 1, tzinfo=UTC) + timedelta(seconds=seconds)
 
 
+def cpu_mark() -> tuple[float, float, int, int]:
+    """Return now, this process's CPU time, and the machine's busy and total CPU ticks."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split()[1:9]]
+    idle = fields[3] + fields[4]  # idle and iowait
+    return time.monotonic(), time.process_time(), sum(fields) - idle, sum(fields)
+
+
+def cpu_since(mark: tuple[float, float, int, int]) -> dict[str, float]:
+    """Return this process's CPU (% of one core) and the machine's (% of all) since a mark."""
+    now = cpu_mark()
+    return {
+        "ha_cpu_percent": (now[1] - mark[1]) / (now[0] - mark[0]) * 100,
+        "machine_busy_percent": (now[2] - mark[2]) / (now[3] - mark[3]) * 100,
+    }
+
+
 def rss_bytes() -> int:
     """Return this process's resident memory."""
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -375,16 +406,23 @@ def rss_bytes() -> int:
     return 0
 
 
+async def spawn(
+    script: Path, broker: Broker, plan: object, out: Path, *extra: str
+) -> asyncio.subprocess.Process:
+    """Start a publishing process on a plan; it writes what it sent to `out`."""
+    plan_file = out.with_suffix(".plan.json")
+    plan_file.write_text(json.dumps(plan))
+    return await asyncio.create_subprocess_exec(
+        sys.executable, str(script), broker.host, str(broker.port), broker.username,
+        broker.password, str(plan_file), str(out), *extra,
+    )  # fmt: skip
+
+
 async def run_publisher(
     hass: HomeAssistant, broker: Broker, schedule: list[dict[str, Any]], out: Path
 ) -> list[dict[str, Any]]:
     """Run the node-side publisher process over a schedule; return what it sent and when."""
-    plan = out.with_suffix(".plan.json")
-    plan.write_text(json.dumps(schedule))
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, str(PUBLISHER), broker.host, str(broker.port), broker.username,
-        broker.password, str(plan), str(out),
-    )  # fmt: skip
+    process = await spawn(PUBLISHER, broker, schedule, out)
     # Home Assistant keeps running while the publisher works.
     assert await asyncio.wait_for(process.wait(), 600) == 0
     # The last messages are still on their way through the broker.
@@ -406,20 +444,7 @@ async def test_end_to_end_latency(
     sizes = (1, 3) if QUICK else (1, 10, 50)
     seconds = 3 if QUICK else 30
     public = private_key.public_key()
-    received: dict[tuple[str, int], float] = {}
-
-    @callback
-    def on_state(event: Event) -> None:
-        entity_id: str = event.data["entity_id"]
-        new = event.data.get("new_state")
-        if entity_id.endswith("_humidity") and new is not None:
-            node_id = entity_id.removeprefix("sensor.").removesuffix("_humidity")
-            try:
-                received[(node_id, seq_of(new.state))] = time.monotonic()
-            except ValueError:
-                return
-
-    hass.bus.async_listen(EVENT_STATE_CHANGED, on_state)
+    received = humidity_arrivals(hass)
     nodes: dict[str, V2Sender] = {}
     results: dict[str, Any] = {"sizes": {}}
     rss: dict[int, int] = {}
@@ -495,6 +520,25 @@ async def test_end_to_end_latency(
     write("latency", results)
 
 
+def humidity_arrivals(hass: HomeAssistant) -> dict[tuple[str, int], float]:
+    """Record when each node's humidity state tells a sequence number, keyed (node, seq)."""
+    received: dict[tuple[str, int], float] = {}
+
+    @callback
+    def on_state(event: Event[EventStateChangedData]) -> None:
+        entity_id: str = event.data["entity_id"]
+        new = event.data.get("new_state")
+        if entity_id.endswith("_humidity") and new is not None:
+            node_id = entity_id.removeprefix("sensor.").removesuffix("_humidity")
+            try:
+                received[(node_id, seq_of(new.state))] = time.monotonic()
+            except ValueError:
+                return
+
+    hass.bus.async_listen(EVENT_STATE_CHANGED, on_state)
+    return received
+
+
 def match(sent: list[dict[str, Any]], received: dict[tuple[str, int], float]) -> list[float]:
     """Return the milliseconds from each publish to its state change (sessions excluded)."""
     return [
@@ -504,16 +548,152 @@ def match(sent: list[dict[str, Any]], received: dict[tuple[str, int], float]) ->
     ]
 
 
+# The flood of the benchmark issue: messages a second of each kind.
+ATTACK_RATE = 1000
+ATTACK_NODES = 10
+# Seconds from the common start: sessions at 0, attack and readings from ATTACK_START on.
+ATTACK_START = 2.0
+# Time for both processes to start and connect before the common start.
+ATTACK_LEAD = 3.0
+
+
+@pytest.mark.usefixtures("socket_enabled", "mock_hass_config")
+@pytest.mark.parametrize("qos", [0, 1])
+async def test_under_attack(
+    hass: HomeAssistant,
+    mosquitto: Broker,  # noqa: F811
+    private_key: rsa.RSAPrivateKey,
+    tmp_path: Path,
+    qos: int,
+) -> None:
+    """10 v2 nodes at 1 Hz through Mosquitto while forged v1 envelopes and garbage flood in."""
+    await connect_home_assistant(hass, mosquitto)
+    seconds = 3 if QUICK else 30
+    public = private_key.public_key()
+    received = humidity_arrivals(hass)
+    rejected_writes: list[str] = []
+
+    @callback
+    def on_rejected_state(event: Event[EventStateChangedData]) -> None:
+        if event.data["entity_id"].endswith("_rejected_payloads"):
+            rejected_writes.append(event.data["entity_id"])
+
+    hass.bus.async_listen(EVENT_STATE_CHANGED, on_rejected_state)
+    nodes: dict[str, V2Sender] = {}
+    for index in range(ATTACK_NODES):
+        node_id = f"a{index:02d}"
+        identity = ec.generate_private_key(ec.SECP256R1())
+        await add(hass, node_entry(node_id, private_key, identity))
+        nodes[node_id] = answering(hass, V2Sender(node_id, identity, public, StoredCounters(None)))
+    # An eleventh node still on v1: its envelopes cost an RSA decryption each.
+    await add(hass, node_entry("legacy", private_key))
+    await hass.async_block_till_done()
+    # Home Assistant's MQTT client sends new subscriptions after a short cooldown.
+    await asyncio.sleep(2)
+
+    # Sessions first, then one reading a second per node, phases spread inside the attack.
+    schedule = [
+        {"due": 0.0, "topic": f"iotshield/{n}/sensors/data",
+         "payload": sender.open_session().decode(), "node": n, "seq": -1}
+        for n, sender in nodes.items()
+    ]  # fmt: skip
+    for tick in range(seconds):
+        for index, (node_id, sender) in enumerate(nodes.items()):
+            seq = tick + 1
+            schedule.append(
+                {
+                    "due": ATTACK_START + tick + (index + 0.5) / len(nodes),
+                    "topic": f"iotshield/{node_id}/sensors/data",
+                    "payload": sender.seal(plaintext(node_id, seq)).decode(),
+                    "node": node_id,
+                    "seq": seq,
+                }
+            )
+    data_topics = [f"iotshield/{n}/sensors/data" for n in nodes]
+    status_topics = [f"iotshield/{n}/status" for n in nodes]
+    legacy_topic = "iotshield/legacy/sensors/data"
+    start = time.monotonic() + ATTACK_LEAD
+    attack = {
+        "start": start + ATTACK_START,
+        "seconds": seconds,
+        "qos": qos,
+        "seed": 1,
+        "streams": [
+            # Half to the v1 node, half spread over the v2 nodes (a downgrade for them).
+            {"kind": "forged_v1", "rate": ATTACK_RATE,
+             "topics": [t for topic in data_topics for t in (legacy_topic, topic)]},
+            {"kind": "garbage", "rate": ATTACK_RATE,
+             "topics": [t for pair in zip(data_topics, status_topics, strict=True) for t in pair]},
+        ],
+    }  # fmt: skip
+    # Only the writes the attack causes.
+    rejected_writes.clear()
+    with StallMonitor() as stalls:
+        publisher = await spawn(PUBLISHER, mosquitto, schedule, tmp_path / "sent.json", repr(start))
+        attacker = await spawn(ATTACKER, mosquitto, attack, tmp_path / "attack.json")
+        # Home Assistant keeps running while both processes work.
+        await asyncio.sleep(max(0.0, start + ATTACK_START - time.monotonic()))
+        # How busy the machine was tells how far the figures are Home Assistant's own.
+        mark = cpu_mark()
+        assert await asyncio.wait_for(publisher.wait(), 600) == 0
+        assert await asyncio.wait_for(attacker.wait(), 600) == 0
+        cpu = cpu_since(mark)
+        # The last messages are still on their way through the broker.
+        await asyncio.sleep(1.0)
+        await hass.async_block_till_done(wait_background_tasks=True)
+    sent: list[dict[str, Any]] = json.loads((tmp_path / "sent.json").read_text())
+    flood: dict[str, Any] = json.loads((tmp_path / "attack.json").read_text())
+    latencies = match(sent, received)
+    readings = [s for s in sent if s["seq"] >= 0]
+    # Summed over the entries: every v2 node, and the v1 node.
+    rejections: Counter[str] = Counter()
+    for entry in hass.config_entries.async_entries(DOMAIN):
+        rejections.update(entry.runtime_data.rejections.as_dict())
+    write(
+        f"attack_qos{qos}",
+        {
+            "qos": qos,
+            "nodes": len(nodes),
+            "seconds": seconds,
+            "rate_per_s": {kind: row["rate"] for kind, row in flood["streams"].items()},
+            "sent": len(readings),
+            "delivered": len(latencies),
+            "sent_during_attack": sum(
+                1 for s in readings if flood["first_at"] <= s["at"] <= flood["last_at"]
+            ),
+            "latency_ms": percentiles(latencies),
+            "longest_stall_ms": stalls.longest_ms,
+            "longest_gc_pause_ms": stalls.longest_gc_ms,
+            "attack_seconds": flood["last_at"] - flood["first_at"],
+            "attacker": flood["streams"],
+            "acknowledged": flood["acknowledged"],
+            "attacker_cpu_percent": flood["cpu_percent"],
+            "rejections": dict(rejections),
+            "rejected": rejections.total(),
+            "rejected_entity_writes": len(rejected_writes),
+            # Mosquitto says so when its queue to a slow subscriber overflows (and drops).
+            "broker_drop_notices": (mosquitto.directory / "broker.log")
+            .read_text(errors="replace")
+            .count("Outgoing messages are being dropped"),
+            **cpu,
+            "load_average": os.getloadavg()[0],
+        },
+    )
+
+
 @pytest.mark.usefixtures("mqtt_mock")
 @pytest.mark.parametrize("llm", ["offline", "slow"])
 async def test_alert_latency(
     hass: HomeAssistant,
     private_key: rsa.RSAPrivateKey,
     ollama_server: FakeOllama,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
     llm: str,
 ) -> None:
     """Threshold crossing → event and notification, with the LLM offline or slow."""
     rounds = 3 if QUICK else 20
+    # Five readings a round, faster than a node publishes.
+    lift_v1_budget(monkeypatch)
     ollama_server.delay = 0.5 if QUICK else 2.0
     url = ollama_server.url if llm == "slow" else f"http://127.0.0.1:{free_port()}"
     await add(

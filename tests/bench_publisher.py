@@ -1,7 +1,9 @@
 """Publish a schedule of messages as nodes do (QoS 1) and record when each left; for bench_ha.
 
-    python bench_publisher.py HOST PORT USER PASSWORD PLAN.json SENT.json
+    python bench_publisher.py HOST PORT USER PASSWORD PLAN.json SENT.json [START]
 
+A message is due `due` seconds after START (a CLOCK_MONOTONIC time, so that another process
+can keep to the same schedule), or else after the connection is made.
 Runs as its own process so that publishing does not compete with Home Assistant for the GIL;
 times are CLOCK_MONOTONIC, which both processes share.
 """
@@ -15,6 +17,7 @@ import threading
 import time
 
 import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
 
 
 def main() -> int:
@@ -22,7 +25,7 @@ def main() -> int:
     host, port, user, password, plan_file, out_file = sys.argv[1:7]
     plan = sorted(json.loads(Path(plan_file).read_text()), key=lambda item: item["due"])
     connected = threading.Event()
-    client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="bench-publisher")
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-publisher")
     client.username_pw_set(user, password)
     client.on_connect = lambda *_: connected.set()
     # Enough in flight for a burst: QoS 1 messages wait for their acknowledgements.
@@ -34,7 +37,7 @@ def main() -> int:
         return 1
     sent = []
     infos = []
-    start = time.monotonic()
+    start = float(sys.argv[7]) if sys.argv[7:] else time.monotonic()
     for item in plan:
         delay = start + item["due"] - time.monotonic()
         if delay > 0:

@@ -77,12 +77,29 @@ def test_benchmarks_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     ingestion = json.loads((figures / "ingestion.json").read_text())
     assert ingestion["v2_per_s"] > 0
     assert ingestion["v1_per_s"] > 0
+    # Under attack: every genuine reading arrived, the whole flood left, and was refused.
+    for qos in (0, 1):
+        attack = json.loads((figures / f"attack_qos{qos}.json").read_text())
+        assert attack["delivered"] == attack["sent"] == 30
+        assert attack["sent_during_attack"] > attack["sent"] // 2
+        assert {kind: row["published"] for kind, row in attack["attacker"].items()} == {
+            "forged_v1": 3000,
+            "garbage": 3000,
+        }
+        for reason in ("downgrade", "malformed", "rate_limited", "decrypt_failed"):
+            assert attack["rejections"][reason] > 0, attack["rejections"]
+        # The v1 node's budget, 20 RSA decryptions at once and then 5 a second, over a run
+        # shorter than 10 s.
+        assert attack["rejections"]["decrypt_failed"] < 20 + 5 * 10
     slow = json.loads((figures / "alert_slow.json").read_text())
     assert slow["explained_ms"]["p50"] >= slow["llm_delay_s"] * 1000
     for row in (
         "| v2 messages through Home Assistant",
         "| 3 nodes × 1 Hz | 9 / 9 |",
         "| burst: 15 messages at once",
+        "| flood at QoS 0: 6,000 messages in",
+        "| flood at QoS 1: 6,000 messages in",
+        "| rate_limited |",
         "| event | offline |",
         "| LLM explanation (event `explained`) |",
         "| 0.5 | 0.969 °C |",
