@@ -9,10 +9,12 @@ from homeassistant.config_entries import (
     SOURCE_MQTT,
     SOURCE_RECONFIGURE,
     ConfigEntry,
+    ConfigEntryState,
     ConfigFlow,
     ConfigFlowResult,
     OptionsFlow,
 )
+from homeassistant.components.mqtt import DOMAIN as MQTT_DOMAIN
 from homeassistant.core import callback
 from homeassistant.helpers.selector import (
     BooleanSelector,
@@ -135,8 +137,18 @@ class IoTShieldConfigFlow(ConfigFlow, domain=DOMAIN):
         """Return the options flow."""
         return IoTShieldOptionsFlow()
 
+    def _mqtt_is_set_up(self) -> bool:
+        """Say whether Home Assistant's MQTT integration is loaded (nodes talk through it)."""
+        return any(
+            entry.state is ConfigEntryState.LOADED
+            for entry in self.hass.config_entries.async_entries(MQTT_DOMAIN)
+        )
+
     async def async_step_user(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Ask for the node id, the topic prefix and where the key comes from."""
+        if not self._mqtt_is_set_up():
+            # Without it no node can be heard: the entry would only wait in setup retry.
+            return self.async_abort(reason="mqtt_not_set_up")
         errors: dict[str, str] = {}
         if user_input is not None:
             node_id = user_input[CONF_NODE_ID].strip()
