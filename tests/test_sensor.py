@@ -40,9 +40,10 @@ EXPECTED = {
     "binary_sensor.kitchen_flame": ("flame", None, None, None, None),
     "binary_sensor.kitchen_motion": ("motion", "motion", None, None, None),
     "sensor.kitchen_severity": ("severity", "enum", None, None, None),
-    "binary_sensor.kitchen_fire": ("fire", "smoke", None, None, None),
+    # Device classes that read right: a healthy room's humidity is "OK", not "Dry".
+    "binary_sensor.kitchen_fire": ("fire", "safety", None, None, None),
     "binary_sensor.kitchen_overheating": ("overheating", "heat", None, None, None),
-    "binary_sensor.kitchen_humidity_problem": ("humidity_problem", "moisture", None, None, None),
+    "binary_sensor.kitchen_humidity_problem": ("humidity_problem", "problem", None, None, None),
     "binary_sensor.kitchen_gas_problem": ("gas_problem", "gas", None, None, None),
     "binary_sensor.kitchen_hazard": ("hazard", "safety", None, None, None),
     "sensor.kitchen_latest_alert": ("latest_alert", None, None, None, None),

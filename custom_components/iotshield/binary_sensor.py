@@ -80,7 +80,8 @@ BINARY_SENSORS: tuple[IoTShieldBinarySensorEntityDescription, ...] = (
     IoTShieldBinarySensorEntityDescription(
         key="fire",
         translation_key="fire",
-        device_class=BinarySensorDeviceClass.SMOKE,
+        # Not smoke: it is judged from flame, heat and gas together. Unsafe / Safe.
+        device_class=BinarySensorDeviceClass.SAFETY,
         is_on_fn=lambda data: None if data.assessment is None else _fire(data.assessment),
     ),
     IoTShieldBinarySensorEntityDescription(
@@ -92,7 +93,8 @@ BINARY_SENSORS: tuple[IoTShieldBinarySensorEntityDescription, ...] = (
     IoTShieldBinarySensorEntityDescription(
         key="humidity_problem",
         translation_key="humidity_problem",
-        device_class=BinarySensorDeviceClass.MOISTURE,
+        # Too dry or too damp: moisture would show a healthy room as "Dry".
+        device_class=BinarySensorDeviceClass.PROBLEM,
         is_on_fn=_sensor_problem("h"),
     ),
     IoTShieldBinarySensorEntityDescription(
