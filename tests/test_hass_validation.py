@@ -18,6 +18,7 @@ from awesomeversion import AwesomeVersion
 from homeassistant.const import Platform
 from homeassistant.helpers import config_validation as cv, service
 from homeassistant.util.yaml import load_yaml_dict
+from PIL import Image
 import pytest
 import voluptuous as vol
 
@@ -227,3 +228,16 @@ def test_every_field_is_described() -> None:
         if field not in step.get("data_description", {})
     ]
     assert missing == []
+
+
+def test_brand_images_are_the_sizes_home_assistant_reads() -> None:
+    """brand/: square icons of 256 and 512 px, logos 128–256 px high and twice that at @2x."""
+    brand = PACKAGE / "brand"
+    icon, icon2 = (Image.open(brand / name) for name in ("icon.png", "icon@2x.png"))
+    logo, logo2 = (Image.open(brand / name) for name in ("logo.png", "logo@2x.png"))
+    assert {image.format for image in (icon, icon2, logo, logo2)} == {"PNG"}
+    assert (icon.size, icon2.size) == ((256, 256), (512, 512))
+    assert 128 <= min(logo.size) <= 256
+    assert abs(logo2.size[0] - 2 * logo.size[0]) <= 2
+    assert abs(logo2.size[1] - 2 * logo.size[1]) <= 2
+    assert all(image.mode == "RGBA" for image in (icon, icon2, logo, logo2))
