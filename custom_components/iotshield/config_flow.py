@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import rsa
+from homeassistant.components.mqtt import DOMAIN as MQTT_DOMAIN
 from homeassistant.config_entries import (
     SOURCE_MQTT,
     SOURCE_RECONFIGURE,
@@ -14,7 +15,6 @@ from homeassistant.config_entries import (
     ConfigFlowResult,
     OptionsFlow,
 )
-from homeassistant.components.mqtt import DOMAIN as MQTT_DOMAIN
 from homeassistant.core import callback
 from homeassistant.helpers.selector import (
     BooleanSelector,
