@@ -51,6 +51,7 @@ EXPECTED = {
     "sensor.kitchen_anomaly_score": ("anomaly_score", None, None, "measurement", None),
     "sensor.kitchen_baseline_learned": ("baseline_learned", None, "%", None, "diagnostic"),
     "button.kitchen_relearn_normal": ("relearn", None, None, None, "config"),
+    "event.kitchen_incident": ("incident", None, None, None, None),
     "sensor.kitchen_last_reading": ("last_reading", "timestamp", None, None, "diagnostic"),
     "sensor.kitchen_rejected_payloads": (
         "rejected_payloads",
