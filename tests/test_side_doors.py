@@ -11,10 +11,11 @@ import json
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from homeassistant.config_entries import SOURCE_REAUTH
 from homeassistant.const import STATE_OFF, STATE_ON, STATE_UNAVAILABLE
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import ServiceValidationError
-from homeassistant.helpers import device_registry as dr, issue_registry as ir
+from homeassistant.helpers import device_registry as dr, entity_registry as er, issue_registry as ir
 from homeassistant.setup import async_setup_component
 from homeassistant.util import dt as dt_util
 from iotshield_node.privacy import PrivacyConfig
@@ -32,11 +33,15 @@ from pytest_homeassistant_custom_component.typing import ClientSessionGenerator,
 from custom_components.iotshield.const import (
     CONF_NODE_KEY,
     CONF_NODE_REV,
+    CONF_PROTOCOL,
     CONF_PUBLISH_INTERVAL,
     DOMAIN,
 )
+from custom_components.iotshield.keys import fingerprint, format_fingerprint, public_key_pem
 from custom_components.iotshield.protocol import Rejection
+from custom_components.iotshield.protocol_v2 import node_key_fingerprint
 
+from .envelope import encrypt, telemetry
 from .helpers import (
     READING_ENTITIES,
     first_challenge,
@@ -548,3 +553,110 @@ async def test_pinning_a_key_forgets_every_session(
     await publish(hass, DATA_TOPIC, node.open_session())
     await publish(hass, DATA_TOPIC, node.seal(reading(1, t=21.0)))
     assert hass.states.get(TEMPERATURE).state == "21.0"
+
+
+def reauth_flows(hass: HomeAssistant) -> list[dict[str, Any]]:
+    """Return the re-authentication flows in progress."""
+    return [
+        flow
+        for flow in hass.config_entries.flow.async_progress_by_handler(DOMAIN)
+        if flow["context"]["source"] == SOURCE_REAUTH
+    ]
+
+
+async def test_reauth_pins_the_key_that_was_shown(
+    hass: HomeAssistant,
+    v2_entry: MockConfigEntry,
+    node: V2Sender,
+    mqtt_mock: MqttMockHAClient,
+    private_key: rsa.RSAPrivateKey,
+) -> None:
+    """A reflashed node: Home Assistant asks to re-pair it, and pins only the key it showed."""
+    await running(hass, v2_entry, node, mqtt_mock)
+    reset_key = ec.generate_private_key(ec.SECP256R1())
+    reset = V2Sender("kitchen", reset_key, private_key.public_key(), StoredCounters(None))
+    await pass_time(hass, 16)
+    await publish(hass, STATUS_TOPIC, v1_style_announce(proto=2, node_key=node_key_b64(reset_key)))
+    reset.challenge = latest_challenge(mqtt_mock)
+    await publish(hass, DATA_TOPIC, reset.open_session())
+    (flow,) = reauth_flows(hass)
+    result = await hass.config_entries.flow.async_configure(flow["flow_id"])
+    assert result["step_id"] == "reauth_confirm"
+    shown = result["description_placeholders"]["node_fingerprint"]
+    assert shown == format_fingerprint(node_key_fingerprint(node_key_b64(reset_key)))
+    # Meanwhile the attacker re-announces their own key: it is not what gets pinned.
+    attacker_key = ec.generate_private_key(ec.SECP256R1())
+    await publish(
+        hass, STATUS_TOPIC, v1_style_announce(proto=2, node_key=node_key_b64(attacker_key))
+    )
+    result = await hass.config_entries.flow.async_configure(flow["flow_id"], {"pairing": "pin"})
+    assert result["reason"] == "reauth_successful"
+    await hass.async_block_till_done()
+    assert v2_entry.data[CONF_NODE_KEY] == node_key_b64(reset_key)
+    reset.challenge = await first_challenge(hass, mqtt_mock)
+    await publish(hass, DATA_TOPIC, reset.open_session())
+    await publish(hass, DATA_TOPIC, reset.seal(reading(1, t=26.0)))
+    assert hass.states.get(TEMPERATURE).state == "26.0"
+
+
+async def test_a_v1_node_moves_to_v2_keeping_device_and_entities(
+    hass: HomeAssistant,
+    mock_config_entry: MockConfigEntry,
+    identity: ec.EllipticCurvePrivateKey,
+    private_key: rsa.RSAPrivateKey,
+    mqtt_mock: MqttMockHAClient,
+) -> None:
+    """A node paired as v1 announces an identity: re-pairing makes it v2, nothing is lost."""
+    await setup_entry(hass, mock_config_entry)
+    (device,) = dr.async_entries_for_config_entry(dr.async_get(hass), mock_config_entry.entry_id)
+    entities = {
+        e.entity_id: e.unique_id
+        for e in er.async_entries_for_config_entry(er.async_get(hass), mock_config_entry.entry_id)
+    }
+    await publish(hass, STATUS_TOPIC, v1_style_announce(proto=2, node_key=node_key_b64(identity)))
+    (flow,) = reauth_flows(hass)
+    result = await hass.config_entries.flow.async_configure(flow["flow_id"])
+    assert result["data_schema"].schema["pairing"].config["options"] == ["pin", "keep"]
+    result = await hass.config_entries.flow.async_configure(flow["flow_id"], {"pairing": "pin"})
+    assert result["reason"] == "reauth_successful"
+    await hass.async_block_till_done()
+    assert mock_config_entry.data[CONF_PROTOCOL] == 2
+    assert mock_config_entry.data[CONF_NODE_KEY] == node_key_b64(identity)
+    assert dr.async_entries_for_config_entry(dr.async_get(hass), mock_config_entry.entry_id) == [
+        device
+    ]
+    after = {
+        e.entity_id: e.unique_id
+        for e in er.async_entries_for_config_entry(er.async_get(hass), mock_config_entry.entry_id)
+    }
+    assert after == entities
+    node = V2Sender("kitchen", identity, private_key.public_key(), StoredCounters(None))
+    node.challenge = await first_challenge(hass, mqtt_mock)
+    await publish(hass, DATA_TOPIC, node.open_session())
+    await publish(hass, DATA_TOPIC, node.seal(reading(1, t=24.0)))
+    assert hass.states.get(TEMPERATURE).state == "24.0"
+    # Announcing again offers nothing more: the entry is v2 now.
+    await publish(hass, STATUS_TOPIC, v1_style_announce(proto=2, node_key=node_key_b64(identity)))
+    assert reauth_flows(hass) == []
+
+
+async def test_a_key_mismatch_shows_home_assistants_key_again(
+    hass: HomeAssistant,
+    mock_config_entry: MockConfigEntry,
+    private_key: rsa.RSAPrivateKey,
+    other_private_key: rsa.RSAPrivateKey,
+) -> None:
+    """Readings for another key: the re-pair flow shows the key the node must hold."""
+    await setup_entry(hass, mock_config_entry)
+    foreign = encrypt(other_private_key.public_key(), telemetry(t=50.0))
+    for _ in range(5):
+        await publish(hass, DATA_TOPIC, foreign)
+    (flow,) = reauth_flows(hass)
+    result = await hass.config_entries.flow.async_configure(flow["flow_id"])
+    placeholders = result["description_placeholders"]
+    assert placeholders["public_key"] == public_key_pem(private_key).strip()
+    assert placeholders["fingerprint"] == format_fingerprint(fingerprint(private_key))
+    # Nothing announced to pin: the only choice is to keep the pairing.
+    assert result["data_schema"].schema["pairing"].config["options"] == ["keep"]
+    result = await hass.config_entries.flow.async_configure(flow["flow_id"], {"pairing": "keep"})
+    assert result["reason"] == "reauth_successful"

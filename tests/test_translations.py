@@ -94,7 +94,7 @@ def test_entity_issue_and_exception_texts() -> None:
     attributes = STRINGS["entity"]["sensor"]["rejected_payloads"]["state_attributes"]
     assert set(attributes) == {reason.value for reason in Rejection}
     assert set(STRINGS["selector"]["key_source"]["options"]) == {"generate", "import", "keep"}
-    assert set(STRINGS["selector"]["pairing"]["options"]) == {"pin", "paste", "v1"}
+    assert set(STRINGS["selector"]["pairing"]["options"]) == {"pin", "paste", "v1", "keep"}
 
 
 def test_service_texts() -> None:

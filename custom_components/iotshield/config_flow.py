@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -70,12 +71,14 @@ from .const import (
     MAX_STALE_INTERVALS,
     MIN_PUBLISH_INTERVAL,
     MIN_STALE_INTERVALS,
+    PAIRING_KEEP,
     PAIRING_PASTE,
     PAIRING_PIN,
     PAIRING_V1,
     PROTOCOL_V1,
     PROTOCOL_V2,
 )
+from .coordinator import IoTShieldCoordinator
 from .explain import DEFAULT_PROMPT, PromptError, check_prompt
 from .incidents import DEFAULT_HOLD_SECONDS
 from .keys import (
@@ -96,6 +99,18 @@ from .protocol import (
 )
 from .protocol_v2 import NodeKeyError, load_node_key, node_key_der_b64, node_key_fingerprint
 from .severity import BAND_FIELDS, ThresholdError, Thresholds
+
+
+def _announced_identity(entry: ConfigEntry) -> str | None:
+    """Return the identity key the entry's node announces now, if it is a valid one."""
+    coordinator = getattr(entry, "runtime_data", None)
+    announce = coordinator.announce if isinstance(coordinator, IoTShieldCoordinator) else None
+    if announce is None or announce.node_key is None:
+        return None
+    try:
+        return node_key_der_b64(load_node_key(announce.node_key))
+    except NodeKeyError:
+        return None
 
 
 def _choice_selector(translation_key: str, *options: str) -> SelectSelector:
@@ -258,6 +273,65 @@ class IoTShieldConfigFlow(ConfigFlow, domain=DOMAIN):
             data_schema=self.add_suggested_values_to_schema(schema, user_input),
             errors=errors,
             description_placeholders={"node_id": entry.data[CONF_NODE_ID]},
+        )
+
+    async def async_step_reauth(self, entry_data: Mapping[str, Any]) -> ConfigFlowResult:
+        """Start re-pairing a node whose readings or sessions Home Assistant cannot trust."""
+        return await self.async_step_reauth_confirm()
+
+    async def async_step_reauth_confirm(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Show both keys; pin the identity the node announces (also: a v1 node moves to v2).
+
+        Only the key whose fingerprint the form showed may be pinned: an attacker may have
+        announced another one since.
+        """
+        entry = self._get_reauth_entry()
+        if user_input is not None:
+            if user_input[CONF_PAIRING] == PAIRING_PIN and self._announced_node_key is not None:
+                coordinator = getattr(entry, "runtime_data", None)
+                if isinstance(coordinator, IoTShieldCoordinator) and coordinator.receiver:
+                    # Forget every session first: one an attacker opened must not lock out
+                    # the real node. The entry reloads with the pinned key.
+                    await coordinator.async_pin_node_key(self._announced_node_key)
+                    return self.async_abort(reason="reauth_successful")
+                return self.async_update_reload_and_abort(
+                    entry,
+                    data_updates={
+                        CONF_PROTOCOL: PROTOCOL_V2,
+                        CONF_NODE_KEY: self._announced_node_key,
+                    },
+                )
+            # The user put Home Assistant's key into the node; nothing here changes.
+            return self.async_abort(reason="reauth_successful")
+        self._announced_node_key = _announced_identity(entry)
+        options = [PAIRING_KEEP]
+        if self._announced_node_key is not None:
+            options.insert(0, PAIRING_PIN)
+        # Parsing an RSA key checks it, which takes milliseconds: not on the event loop.
+        private = await self.hass.async_add_executor_job(
+            load_private_key, entry.data[CONF_PRIVATE_KEY]
+        )
+        return self.async_show_form(
+            step_id="reauth_confirm",
+            data_schema=vol.Schema(
+                {
+                    vol.Required(CONF_PAIRING, default=options[0]): _choice_selector(
+                        CONF_PAIRING, *options
+                    )
+                }
+            ),
+            description_placeholders={
+                "node_id": entry.data[CONF_NODE_ID],
+                "public_key": public_key_pem(private).strip(),
+                "fingerprint": format_fingerprint(fingerprint(private)),
+                "node_fingerprint": format_fingerprint(
+                    node_key_fingerprint(self._announced_node_key)
+                )
+                if self._announced_node_key
+                else "-",
+            },
         )
 
     async def _async_choose_key(self, source: str) -> ConfigFlowResult:

@@ -64,6 +64,8 @@ PROTOCOL_V2: Final = 2
 PAIRING_PIN: Final = "pin"
 PAIRING_PASTE: Final = "paste"
 PAIRING_V1: Final = "v1"
+# Re-authentication: keep the pairing (the node got Home Assistant's key again).
+PAIRING_KEEP: Final = "keep"
 # After a key rotation the old key still opens sessions for this long.
 KEY_ROTATION_GRACE_SECONDS: Final = 24 * 3600
 # Session keys and counters are written this long after they change (and at unload/stop).

@@ -263,6 +263,7 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
         # What a revision-1 node signed into its latest session (§12.1).
         self.session_info: SessionInfo | None = None
         self._interval_warned = False
+        self._upgrade_offered = False
         self._first_session_asked = False
         # Set when a node that just started opened a session without our challenge: its
         # readings until it answers are expected to be refused, and are not counted.
@@ -787,6 +788,8 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
                     "count": str(KEY_MISMATCH_THRESHOLD),
                 },
             )
+            # The re-pair flow shows Home Assistant's key again (and the node's identity).
+            self.config_entry.async_start_reauth(self.hass)
         for listener in list(self._rejection_listeners):
             listener()
 
@@ -837,6 +840,15 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
     @callback
     def _on_status_of_legacy_node(self, announce: Announce) -> None:
         """Use what a v1 or revision-0 node announces, within the bounds of §5 and §7.6."""
+        if (
+            isinstance(self._decoder, V1Decoder)
+            and announce.node_key is not None
+            and not self._upgrade_offered
+        ):
+            # A node paired as v1 that has an identity key can sign: offer to re-pair it as
+            # v2, keeping its device, entities and history. Once per start of the entry.
+            self._upgrade_offered = True
+            self.config_entry.async_start_reauth(self.hass)
         was_online = self._online
         self._online = announce.online
         if announce.online and was_online is False:
@@ -873,6 +885,7 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
             translation_placeholders={"node_id": self.node_id},
             data={"entry_id": self.config_entry.entry_id},
         )
+        self.config_entry.async_start_reauth(self.hass)
 
     def _node_seems_replaced(self) -> bool:
         """Say whether a badly signed session deserves the user's attention.
