@@ -296,13 +296,16 @@ class IoTShieldConfigFlow(ConfigFlow, domain=DOMAIN):
                     # the real node. The entry reloads with the pinned key.
                     await coordinator.async_pin_node_key(self._announced_node_key)
                     return self.async_abort(reason="reauth_successful")
-                return self.async_update_reload_and_abort(
+                # The entry's update listener reloads it as a v2 node.
+                self.hass.config_entries.async_update_entry(
                     entry,
-                    data_updates={
+                    data={
+                        **entry.data,
                         CONF_PROTOCOL: PROTOCOL_V2,
                         CONF_NODE_KEY: self._announced_node_key,
                     },
                 )
+                return self.async_abort(reason="reauth_successful")
             # The user put Home Assistant's key into the node; nothing here changes.
             return self.async_abort(reason="reauth_successful")
         self._announced_node_key = _announced_identity(entry)
