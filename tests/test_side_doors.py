@@ -11,11 +11,12 @@ import json
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from homeassistant.config_entries import SOURCE_REAUTH
+from homeassistant.config_entries import SOURCE_MQTT, SOURCE_REAUTH
 from homeassistant.const import STATE_OFF, STATE_ON, STATE_UNAVAILABLE
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import ServiceValidationError
 from homeassistant.helpers import device_registry as dr, entity_registry as er, issue_registry as ir
+from homeassistant.helpers.service_info.mqtt import MqttServiceInfo
 from homeassistant.setup import async_setup_component
 from homeassistant.util import dt as dt_util
 from iotshield_node.privacy import PrivacyConfig
@@ -660,3 +661,37 @@ async def test_a_key_mismatch_shows_home_assistants_key_again(
     assert result["data_schema"].schema["pairing"].config["options"] == ["keep"]
     result = await hass.config_entries.flow.async_configure(flow["flow_id"], {"pairing": "keep"})
     assert result["reason"] == "reauth_successful"
+
+
+@pytest.mark.parametrize(
+    "node_key", ["not a key", "AAAA", node_key_b64(ec.generate_private_key(ec.SECP384R1()))]
+)
+async def test_an_unusable_announced_identity_offers_nothing(
+    hass: HomeAssistant, mock_config_entry: MockConfigEntry, node_key: str
+) -> None:
+    """A v1 node announcing a key that is not a P-256 key is not offered the move to v2."""
+    await setup_entry(hass, mock_config_entry)
+    await publish(hass, STATUS_TOPIC, v1_style_announce(proto=2, node_key=node_key))
+    assert reauth_flows(hass) == []
+
+
+async def test_discovery_with_an_unusable_identity_asks_for_the_key(hass: HomeAssistant) -> None:
+    """An announce with a broken identity key: pairing falls back to pasting the key."""
+    announce = v1_style_announce(node="garage", fw="1.1.0", interval=5, node_key="not a key")
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN,
+        context={"source": SOURCE_MQTT},
+        data=MqttServiceInfo(
+            topic="iotshield/garage/status",
+            payload=announce,
+            qos=1,
+            retain=True,
+            subscribed_topic="iotshield/+/status",
+            timestamp=0.0,
+        ),
+    )
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"key_source": "generate"}
+    )
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], {})
+    assert result["step_id"] == "pair_manual"

@@ -97,7 +97,13 @@ from .protocol import (
     node_id_from_status_topic,
     parse_status,
 )
-from .protocol_v2 import NodeKeyError, load_node_key, node_key_der_b64, node_key_fingerprint
+from .protocol_v2 import (
+    NodeKeyError,
+    canonical_node_key,
+    load_node_key,
+    node_key_der_b64,
+    node_key_fingerprint,
+)
 from .severity import BAND_FIELDS, ThresholdError, Thresholds
 
 
@@ -105,12 +111,7 @@ def _announced_identity(entry: ConfigEntry) -> str | None:
     """Return the identity key the entry's node announces now, if it is a valid one."""
     coordinator = getattr(entry, "runtime_data", None)
     announce = coordinator.announce if isinstance(coordinator, IoTShieldCoordinator) else None
-    if announce is None or announce.node_key is None:
-        return None
-    try:
-        return node_key_der_b64(load_node_key(announce.node_key))
-    except NodeKeyError:
-        return None
+    return None if announce is None else canonical_node_key(announce.node_key)
 
 
 def _choice_selector(translation_key: str, *options: str) -> SelectSelector:
@@ -213,11 +214,7 @@ class IoTShieldConfigFlow(ConfigFlow, domain=DOMAIN):
             # Anyone on the broker can publish announces: a flood must not fill the
             # integrations page. The node announces again on its next connect.
             return self.async_abort(reason="too_many_discoveries")
-        if announce.node_key is not None:
-            try:
-                self._announced_node_key = node_key_der_b64(load_node_key(announce.node_key))
-            except NodeKeyError:
-                self._announced_node_key = None
+        self._announced_node_key = canonical_node_key(announce.node_key)
         await self.async_set_unique_id(node_id)
         self._abort_if_unique_id_configured()
         self._node_id = node_id

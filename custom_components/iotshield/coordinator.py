@@ -83,6 +83,7 @@ from .protocol_v2 import (
     SessionMessage,
     StaleSession,
     V2Receiver,
+    canonical_node_key,
     load_node_key,
     node_key_der_b64,
     parse_v2_envelope,
@@ -842,7 +843,7 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
         """Use what a v1 or revision-0 node announces, within the bounds of §5 and §7.6."""
         if (
             isinstance(self._decoder, V1Decoder)
-            and announce.node_key is not None
+            and canonical_node_key(announce.node_key) is not None
             and not self._upgrade_offered
         ):
             # A node paired as v1 that has an identity key can sign: offer to re-pair it as

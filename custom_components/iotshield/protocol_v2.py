@@ -307,6 +307,16 @@ def node_key_der_b64(key: ec.EllipticCurvePublicKey) -> str:
     return base64.b64encode(der).decode()
 
 
+def canonical_node_key(text: str | None) -> str | None:
+    """Return an announced node key in its stored form, or None when it is not a P-256 key."""
+    if text is None:
+        return None
+    try:
+        return node_key_der_b64(load_node_key(text))
+    except NodeKeyError:
+        return None
+
+
 def node_key_fingerprint(der_b64: str) -> str:
     """Return SHA-256 over a node key's DER SubjectPublicKeyInfo, as 64 hex digits."""
     digest = hashes.Hash(hashes.SHA256())
