@@ -34,6 +34,8 @@ class FakeOllama:
     # For "malformed": this many bad answers, then good ones.
     bad_answers: int = 1_000_000
     answer: dict[str, str] = field(default_factory=lambda: dict(ANSWER))
+    # Set to answer this message content as it is, instead of `answer` as JSON.
+    content: str | None = None
     chats: list[dict[str, Any]] = field(default_factory=list)
     in_flight: int = 0
     max_in_flight: int = 0
@@ -85,7 +87,7 @@ class FakeOllama:
                 return web.json_response({"error": "server overloaded"}, status=500)
             if self.mode == "garbage":
                 return web.Response(text="<html>proxy error</html>", content_type="text/html")
-            content = json.dumps(self.answer)
+            content = json.dumps(self.answer) if self.content is None else self.content
             if self.mode == "malformed" and self.bad_answers > 0:
                 self.bad_answers -= 1
                 content = '{"title": "Gas leak", "explanation": '

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 from pathlib import Path
+import re
 import shutil
 from typing import Any
 
@@ -12,6 +13,7 @@ from homeassistant.components import automation
 from homeassistant.core import HomeAssistant, ServiceCall
 from homeassistant.setup import async_setup_component
 from homeassistant.util import dt as dt_util
+from homeassistant.util.yaml import load_yaml
 import pytest
 from pytest_homeassistant_custom_component.common import async_fire_time_changed, async_mock_service
 
@@ -77,6 +79,25 @@ async def fire(hass: HomeAssistant, kind: str, **data: Any) -> None:
 
 
 PUSH_INPUTS = {"notify_action": "notify.mobile_app_phone", "min_severity": "medium"}
+# The event fields that may be written by the local LLM: plain text only (explain.plain_text).
+PLAIN_TEXT_FIELDS = {"title", "explanation", "suggested_action"}
+
+
+def test_push_alert_shows_only_plain_text_fields() -> None:
+    """What a phone shows is built from the incident's plain-text fields and fixed words."""
+    blueprint = load_yaml(BLUEPRINTS / "push_alert.yaml")
+    assert isinstance(blueprint, dict)
+    shown = [
+        str(action["data"][key])
+        for action in blueprint["actions"]
+        if isinstance(action, dict) and action.get("action") == "{{ notify_action }}"
+        for key in ("title", "message")
+    ]
+    assert len(shown) == 4
+    used = {field for text in shown for field in re.findall(r"incident\.(\w+)", text)}
+    assert used == PLAIN_TEXT_FIELDS
+    # Nothing else of the event (node names, readings) nor any markup is added to the text.
+    assert not [text for text in shown if re.search(r"trigger\.|[\[\]<>*`]", text)]
 
 
 async def test_push_alert_message_and_platform_data(blueprint_hass: HomeAssistant) -> None:

@@ -178,7 +178,7 @@ async def test_burst_is_bounded_one_at_a_time(
     tasks: list[asyncio.Task[None]] = []
     queue = ExplanationQueue(
         explainer.async_explain,
-        results.__setitem__,
+        lambda key, _context, explanation: results.__setitem__(key, explanation),
         failures.__setitem__,
         lambda coro: tasks.append(asyncio.ensure_future(coro)),
         size=3,
@@ -212,7 +212,7 @@ async def test_queue_reports_failures_and_goes_on(
     tasks: list[asyncio.Task[None]] = []
     queue = ExplanationQueue(
         explainer.async_explain,
-        results.__setitem__,
+        lambda key, _context, explanation: results.__setitem__(key, explanation),
         failures.__setitem__,
         lambda coro: tasks.append(asyncio.ensure_future(coro)),
     )

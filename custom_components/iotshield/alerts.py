@@ -38,7 +38,16 @@ from .const import (
     TREND_READINGS,
     TREND_SECONDS,
 )
-from .explain import DEFAULT_PROMPT, Context, Trend, format_value, rule_explanation
+from .explain import (
+    DEFAULT_PROMPT,
+    RULES_DECIDE_FROM,
+    Context,
+    Trend,
+    combine,
+    format_value,
+    recheck_stored,
+    rule_explanation,
+)
 from .incidents import (
     DEFAULT_HOLD_SECONDS,
     Change,
@@ -133,6 +142,13 @@ class NodeAlerts:
             self._on_llm_failure,
             lambda coro: entry.async_create_background_task(hass, coro, f"{DOMAIN} {node_id} llm"),
         )
+        incident = self.tracker.incident
+        if incident is not None and incident.explanation is not None:
+            incident.explanation = recheck_stored(
+                incident.explanation,
+                rule_explanation(self.context(incident.level, incident.rules)),
+                incident.level,
+            )
 
     async def async_start(self) -> None:
         """Create the LLM client and show an incident that was open before a restart."""
@@ -250,14 +266,23 @@ class NodeAlerts:
             return await self._explainer.async_explain(context)
 
     @callback
-    def _on_llm_result(self, incident_id: str, explanation: Explanation) -> None:
-        """Upgrade the incident's explanation in place."""
+    def _on_llm_result(self, incident_id: str, context: Context, answer: Explanation) -> None:
+        """Add the model's answer to the incident's explanation, in place."""
         self._llm_worked()
-        change = self.tracker.explain(incident_id, explanation)
-        if change is None:
+        incident = self.tracker.incident
+        if incident is None or incident.incident_id != incident_id:
             LOGGER.debug("Explanation for closed incident %s of %s", incident_id, self.node_id)
             return
-        self._deliver(change)
+        if context.level < incident.level:
+            # Written for a milder hazard than the incident now is; the escalation asked again.
+            LOGGER.debug("Outdated explanation for incident %s of %s", incident_id, self.node_id)
+            return
+        # The context is the one the rule text was made from when the request was queued, so
+        # the rules' title and advice are those already shown.
+        explanation = combine(rule_explanation(context), answer, context.level)
+        change = self.tracker.explain(incident_id, explanation)
+        if change is not None:
+            self._deliver(change)
 
     @callback
     def _on_llm_failure(self, incident_id: str, err: LLMError) -> None:
@@ -307,12 +332,13 @@ class NodeAlerts:
         explanation = rule_explanation(context)
         if self._explainer is not None and self.latest:
             try:
-                explanation = await self._async_explain_locked(context)
+                answer = await self._async_explain_locked(context)
             except LLMError as err:
                 LOGGER.info("The LLM could not explain node %s now: %s", self.node_id, err)
                 self._llm_failed(err)
             else:
                 self._llm_worked()
+                explanation = combine(explanation, answer, level)
         return {
             "node": self.entry.title,
             "severity": level.label,
@@ -399,8 +425,15 @@ class NodeAlerts:
         explanation = incident.explanation or rule_explanation(
             self.context(incident.level, incident.rules)
         )
-        source = "local LLM" if explanation.source is Source.LLM else "IoTShield rules"
-        footer = f"Explained by {source}. Incident {incident.incident_id}."
+        if explanation.source is not Source.LLM:
+            footer = f"Explained by IoTShield rules. Incident {incident.incident_id}."
+        elif incident.level >= RULES_DECIDE_FROM:
+            footer = (
+                "Title and what to do by IoTShield rules, explanation added by the local LLM. "
+                f"Incident {incident.incident_id}."
+            )
+        else:
+            footer = f"Explained by local LLM. Incident {incident.incident_id}."
         if resolved:
             title = f"Resolved: {explanation.title}"
             status = "**Resolved** – readings have been back to normal for a while."

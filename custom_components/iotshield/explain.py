@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+import html
 import json
 import re
 import string
 from typing import Any, Final
+import unicodedata
 
 from .incidents import Explanation, Source
 from .severity import Level
@@ -30,6 +32,10 @@ UNITS: Final = {
 MAX_TITLE: Final = 120
 MAX_EXPLANATION: Final = 1000
 MAX_ACTION: Final = 500
+# From this severity up the rule-based title and advice stay; the model only adds explanation.
+RULES_DECIDE_FROM: Final = Level.HIGH
+# Marks the model's words inside a rule-based explanation (the rule texts are English too).
+MODEL_LABEL: Final = "Local LLM: "
 
 # The structured answer the model is asked for (Ollama's `format`).
 ANSWER_SCHEMA: Final[dict[str, Any]] = {
@@ -329,17 +335,110 @@ class AnswerError(ValueError):
 _THINKING = re.compile(r"<think(?:ing)?>.*?</think(?:ing)?>", re.DOTALL | re.IGNORECASE)
 _UNCLOSED_THINKING = re.compile(r"^.*</think(?:ing)?>", re.DOTALL | re.IGNORECASE)
 
+# The model is reached over plain, unauthenticated HTTP: whoever answers in its place writes
+# these texts. They end up in a persistent notification (rendered as Markdown with some HTML),
+# in entity attributes, in events that blueprints push to phones (whose apps may render HTML)
+# and in service responses. One text serves all of them, so it must be inert in Markdown and
+# HTML and still read well as plain text: markup is neutralised by removing or replacing its
+# characters, never by escaping (a backslash or `&lt;` would show on a phone).
+LINK_REMOVED: Final = "(link removed)"
+# Work on at most this many characters per allowed one: the input's size is the server's choice.
+_INPUT_FACTOR: Final = 4
+# Cleaning passes before giving up on deliberately nested markup (see plain_text).
+_PASSES: Final = 4
+# Unicode categories with nothing to show: controls (terminal escapes, NUL), format characters
+# (bidi overrides that reverse how text reads, zero-width characters that hide a URL from the
+# patterns below), surrogates, private use and unassigned code points.
+_INVISIBLE: Final = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})
+# Anything a browser or Markdown takes for a tag, comment or autolink: `<` then a letter, `/`,
+# `!` or `?`. A lone `<` (as in "gas < 0.5") is text and is only replaced below.
+_TAG = re.compile(r"</?[A-Za-z!?][^<>]*>")
+# Markdown images go entirely (a remote image reports when the notification is opened); links
+# and references keep their text and lose their target. The replacement of brackets below is
+# what makes every such construct inert; these only keep the wording readable.
+_IMAGE = re.compile(r"!\[[^\[\]]*\](?:\([^()]*\)|\[[^\[\]]*\])?")
+_LINK = re.compile(r"\[([^\[\]]*)\](?:\([^()]*\)|\[[^\[\]]*\])")
+_REFERENCE = re.compile(r"\[[^\[\]]*\]:\s*\S*")
+# What Markdown (GFM autolinks), browsers or phones make clickable from bare text: a scheme with
+# `//`, `www.`, the schemes that need no `//`, and e-mail addresses. A bare domain ("example.org")
+# stays: none of these renderers links it, and dotted words (entity ids, "e.g.") are common.
+# A scheme is taken from where its run of scheme characters starts (so "1.https://" goes whole:
+# Markdown links the "https://" inside a word too). Matches start only there and never
+# backtrack, so a long word costs linear time, not quadratic.
+_URL = re.compile(
+    r"(?:(?<![a-z0-9+.-])[a-z0-9+.-]*+:/{2}|www\."
+    r"|(?:mailto|xmpp|javascript|vbscript|data|file|tel|sms):(?=\S))\S*"
+    r"|(?<![\w.+-])[\w.+-]++@[\w-]++(?:\.[\w-]++)+",
+    re.IGNORECASE,
+)
+# Characters with meaning in Markdown inline: brackets make links and images, `*` `_` `~`
+# emphasis and strikethrough (a model could forge our bold "What to do:" label), backticks code,
+# a backslash escapes, angle brackets start HTML. Their look-alikes read the same and do nothing.
+_INLINE = str.maketrans(
+    {"[": "(", "]": ")", "<": "\u2039", ">": "\u203a", "`": "'", "*": None, "~": None, "\\": None}
+)
+# `_` between letters or digits (as in "gas_high") cannot emphasise; anywhere else it can.
+_UNDERSCORE = re.compile(r"(?<!\w)_+|(?<!_)_++(?!\w)")
+# Block markers at the start of a line: headings, lists, thematic breaks (quotes and emphasis
+# lost their characters above). The notification starts a line with the explanation.
+_LEADING = re.compile(r"^(?:(?:#+|[-+]+|\d+[.)])(?=\s|$)\s*)+")
+
+
+def _plain_pass(text: str) -> str:
+    """Remove markup, links and invisible characters once; see plain_text."""
+    # Entities first, so that `&lt;img&gt;` or `&#91;` cannot smuggle markup past the patterns.
+    text = html.unescape(text)
+    # Whitespace of every kind (newlines included) becomes one space: a single line.
+    text = " ".join(text.split())
+    text = "".join(c for c in text if unicodedata.category(c) not in _INVISIBLE)
+    text = _TAG.sub("", text)
+    text = _REFERENCE.sub("", text)
+    text = _IMAGE.sub("", text)
+    text = _LINK.sub(r"\1", text)
+    text = _UNDERSCORE.sub("", text.translate(_INLINE))
+    # After the characters above are gone, so that "ht*tp://" cannot hide a link.
+    text = _UNDERSCORE.sub("", _URL.sub(LINK_REMOVED, text))
+    text = " ".join(text.split())
+    return _LEADING.sub("", text)
+
+
+def plain_text(value: str, limit: int) -> str:
+    """Return untrusted text as one plain line of at most `limit` characters, without markup."""
+    # What comes out has no HTML, no Markdown link, image, emphasis, code or block marker, no
+    # URL a renderer would make clickable and no control or invisible character.
+    text = value[: limit * _INPUT_FACTOR]
+    # Removing one thing can join what was around it into another ("&l*t;", "<scr<b>ipt>"), and
+    # entities may be escaped twice; repeat until clean.
+    for _ in range(_PASSES):
+        cleaned = _plain_pass(text)
+        if cleaned == text:
+            break
+        text = cleaned
+    else:
+        # Each pass ends with the markup characters gone; only character references nested
+        # deeper than the passes can be left, and a full-width ampersand decodes to nothing.
+        if html.unescape(text) != text:
+            text = text.replace("&", "\uff06")
+    if len(text) > limit:
+        # Cut before an underscore too, which the ellipsis would otherwise turn into emphasis.
+        text = text[: limit - 1].rstrip(" _") + "…"
+    return text
+
 
 def _clean(value: Any, limit: int, name: str) -> str:
-    """Return a non-empty single-spaced string within its length limit."""
+    """Return a field as non-empty plain text within its length limit."""
     if not isinstance(value, str) or not value.strip():
         raise AnswerError(f"{name} missing or empty")
-    text = " ".join(value.split())
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+    text = plain_text(value, limit)
+    if not text:
+        raise AnswerError(f"{name} has nothing left once markup and links are removed")
+    return text
 
 
 def parse_answer(text: str) -> Explanation:
-    """Validate a model's answer, dropping any thinking text around the JSON object."""
+    """Validate a model's answer as plain text, dropping any thinking text around the JSON."""
+    # Cleaned here, once, so that the notification, entities, events, blueprints and service
+    # responses all get the same plain text.
     text = _UNCLOSED_THINKING.sub("", _THINKING.sub("", text))
     start, end = text.find("{"), text.rfind("}")
     if start < 0 or end <= start:
@@ -354,5 +453,43 @@ def parse_answer(text: str) -> Explanation:
         title=_clean(data.get("title"), MAX_TITLE, "title"),
         explanation=_clean(data.get("explanation"), MAX_EXPLANATION, "explanation"),
         suggested_action=_clean(data.get("suggested_action"), MAX_ACTION, "suggested_action"),
+        source=Source.LLM,
+    )
+
+
+def combine(rules: Explanation, model: Explanation, level: Level) -> Explanation:
+    """Return what to show for an incident at `level` once the model has answered."""
+    # Below RULES_DECIDE_FROM a reworded title or action costs little, and plain words help.
+    if level < RULES_DECIDE_FROM:
+        return model
+    # From there up a wrong or forged answer ("false alarm, no action needed") must never take
+    # the place of "get everyone out": the rules' title and advice stay, the rules' explanation
+    # stays first, the model's explanation follows, labelled, and its suggested action is left
+    # out.
+    room = MAX_EXPLANATION - len(rules.explanation) - len(MODEL_LABEL) - 1
+    added = model.explanation
+    if len(added) > room:
+        added = added[: max(room - 1, 0)].rstrip(" _") + "…"
+    return Explanation(
+        title=rules.title,
+        explanation=f"{rules.explanation} {MODEL_LABEL}{added}",
+        suggested_action=rules.suggested_action,
+        source=Source.LLM,
+    )
+
+
+def recheck_stored(stored: Explanation, rules: Explanation, level: Level) -> Explanation:
+    """Hold a stored explanation to today's rules: the model's text plain, its advice combined."""
+    # An incident kept over a restart may have been explained by an earlier version, which
+    # showed the model's text unchecked and let it replace the advice.
+    if stored.source is not Source.LLM:
+        return stored
+    authoritative = level >= RULES_DECIDE_FROM
+    return Explanation(
+        title=rules.title if authoritative else plain_text(stored.title, MAX_TITLE),
+        explanation=plain_text(stored.explanation, MAX_EXPLANATION),
+        suggested_action=rules.suggested_action
+        if authoritative
+        else plain_text(stored.suggested_action, MAX_ACTION),
         source=Source.LLM,
     )

@@ -183,12 +183,12 @@ class ExplanationQueue:
     def __init__(
         self,
         explain: Callable[[Context], Awaitable[Explanation]],
-        on_result: Callable[[str, Explanation], None],
+        on_result: Callable[[str, Context, Explanation], None],
         on_failure: Callable[[str, LLMError], None],
         start: Callable[[Coroutine[Any, Any, None]], object],
         size: int = QUEUE_SIZE,
     ) -> None:
-        """Deliver results and failures through callbacks; `start` runs the worker task."""
+        """Deliver results (with the context asked about) and failures; `start` runs the worker."""
         self._explain = explain
         self._on_result = on_result
         self._on_failure = on_failure
@@ -231,6 +231,6 @@ class ExplanationQueue:
                 except LLMError as err:
                     self._on_failure(key, err)
                 else:
-                    self._on_result(key, explanation)
+                    self._on_result(key, context, explanation)
         finally:
             self._busy = False
