@@ -152,7 +152,7 @@ async def test_push_alert_filters_and_quiet_updates(blueprint_hass: HomeAssistan
     assert explained.data["data"]["push"]["interruption-level"] == "passive"
     assert explained.data["data"]["push"]["sound"] == "none"
     assert resolved.data["title"] == "Resolved: Gas level raised – Kitchen"
-    assert resolved.data["message"] == "Kitchen: gas is up."
+    assert resolved.data["message"] == "All clear. Kitchen: gas is up."
     assert resolved.data["data"]["actions"] == []
 
 
