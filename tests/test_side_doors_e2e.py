@@ -153,9 +153,11 @@ async def test_pairing_a_running_node_loses_no_reading(
             and (
                 (coordinator.receiver.state.current.sid, coordinator.receiver.state.current.max_ctr)
                 == (sid, ctr)
-                or (coordinator.receiver.state.current.sid > sid
-                and coordinator.receiver.state.previous is not None
-                and coordinator.receiver.state.previous.max_ctr >= ctr)
+                or (
+                    coordinator.receiver.state.current.sid > sid
+                    and coordinator.receiver.state.previous is not None
+                    and coordinator.receiver.state.previous.max_ctr >= ctr
+                )
             ),
             "the reading the node sent in answer",
         )
