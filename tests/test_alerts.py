@@ -431,6 +431,18 @@ async def test_alerts_options(hass: HomeAssistant, mock_config_entry: MockConfig
     assert mock_config_entry.options[CONF_HOLD_TIME] == 120
 
 
+def _form_defaults(schema: Any) -> dict[str, Any]:
+    """Return what the frontend submits untouched: defaults, and suggested values that are set."""
+    values: dict[str, Any] = {}
+    for key in schema.schema:
+        # voluptuous marks a missing default with an object that is not callable.
+        if callable(key.default):
+            values[str(key)] = key.default()
+        elif suggested := (key.description or {}).get("suggested_value"):
+            values[str(key)] = suggested
+    return values
+
+
 async def _llm_options(
     hass: HomeAssistant, entry: MockConfigEntry, **changes: Any
 ) -> dict[str, Any]:
@@ -440,7 +452,7 @@ async def _llm_options(
         result["flow_id"], {"next_step_id": "llm"}
     )
     assert result["step_id"] == "llm"
-    values = {str(k): k.default() for k in result["data_schema"].schema}
+    values = _form_defaults(result["data_schema"])
     values.update(changes)
     return await hass.config_entries.options.async_configure(result["flow_id"], values)
 

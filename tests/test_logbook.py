@@ -38,6 +38,12 @@ def test_every_transition_is_described(hass: HomeAssistant) -> None:
     }
     resolved = described["iotshield_incident_resolved"](Event("iotshield_incident_resolved", data))
     assert resolved["message"].startswith("resolved its incident")
+    # With Home Assistant in German the entry is German, read when the logbook is shown.
+    hass.config.language = "de"
+    german = described["iotshield_incident_opened"](Event("iotshield_incident_opened", data))
+    assert (
+        german["message"] == "hat einen Vorfall eröffnet (kritisch): Fire suspected in the kitchen"
+    )
 
 
 @pytest.mark.parametrize("data", [{}, {"title": "x" * 10_000, "severity": None}])

@@ -70,6 +70,7 @@ from .llm import (
     create_connection,
 )
 from .severity import Assessment, Level
+from .texts import AlertTexts, for_language
 
 type Readings = dict[str, float | bool | None]
 
@@ -146,7 +147,7 @@ class NodeAlerts:
         if incident is not None and incident.explanation is not None:
             incident.explanation = recheck_stored(
                 incident.explanation,
-                rule_explanation(self.context(incident.level, incident.rules)),
+                rule_explanation(self.context(incident.level, incident.rules), self.texts),
                 incident.level,
             )
 
@@ -162,6 +163,11 @@ class NodeAlerts:
             # Notifications do not survive a restart; the incident does. Show it again quietly:
             # no event, so no automation or phone is alerted twice.
             self._notify(incident, resolved=False)
+
+    @property
+    def texts(self) -> AlertTexts:
+        """Return the alert texts in Home Assistant's language, as it is set now."""
+        return for_language(self.hass.config.language)
 
     @property
     def incident(self) -> Incident | None:
@@ -190,7 +196,7 @@ class NodeAlerts:
         if change.transition is Transition.RESOLVED:
             self._deliver(change)
             return
-        explanation = rule_explanation(self.context(incident.level, incident.rules))
+        explanation = rule_explanation(self.context(incident.level, incident.rules), self.texts)
         self.tracker.explain(incident.incident_id, explanation)
         delivered = Change(change.transition, self.tracker.incident or incident, change.previous)
         self._deliver(delivered)
@@ -263,7 +269,9 @@ class NodeAlerts:
         if self._explainer is None:
             raise LLMError(Failure.UNREACHABLE, "the local LLM is switched off")
         async with self._lock:
-            return await self._explainer.async_explain(context)
+            # An explicit option wins; otherwise the model answers in the alerts' language.
+            language = self.settings.language or self.texts.language_name
+            return await self._explainer.async_explain(context, language)
 
     @callback
     def _on_llm_result(self, incident_id: str, context: Context, answer: Explanation) -> None:
@@ -279,7 +287,8 @@ class NodeAlerts:
             return
         # The context is the one the rule text was made from when the request was queued, so
         # the rules' title and advice are those already shown.
-        explanation = combine(rule_explanation(context), answer, context.level)
+        texts = self.texts
+        explanation = combine(rule_explanation(context, texts), answer, context.level, texts)
         change = self.tracker.explain(incident_id, explanation)
         if change is not None:
             self._deliver(change)
@@ -329,7 +338,8 @@ class NodeAlerts:
         else:
             level, rules = Level.NORMAL, ()
         context = self.context(level, rules)
-        explanation = rule_explanation(context)
+        texts = self.texts
+        explanation = rule_explanation(context, texts)
         if self._explainer is not None and self.latest:
             try:
                 answer = await self._async_explain_locked(context)
@@ -338,7 +348,7 @@ class NodeAlerts:
                 self._llm_failed(err)
             else:
                 self._llm_worked()
-                explanation = combine(explanation, answer, level)
+                explanation = combine(explanation, answer, level, texts)
         return {
             "node": self.entry.title,
             "severity": level.label,
@@ -395,7 +405,7 @@ class NodeAlerts:
         """Return the event data of a transition."""
         incident = change.incident
         explanation = incident.explanation or rule_explanation(
-            self.context(incident.level, incident.rules)
+            self.context(incident.level, incident.rules), self.texts
         )
         return {
             "incident_id": incident.incident_id,
@@ -422,33 +432,32 @@ class NodeAlerts:
 
     def _notify(self, incident: Incident, *, resolved: bool) -> None:
         """Create or update the incident's one persistent notification."""
+        texts = self.texts
         explanation = incident.explanation or rule_explanation(
-            self.context(incident.level, incident.rules)
+            self.context(incident.level, incident.rules), texts
         )
         if explanation.source is not Source.LLM:
-            footer = f"Explained by IoTShield rules. Incident {incident.incident_id}."
+            footer = texts.phrase("footer_rules", incident=incident.incident_id)
         elif incident.level >= RULES_DECIDE_FROM:
-            footer = (
-                "Title and what to do by IoTShield rules, explanation added by the local LLM. "
-                f"Incident {incident.incident_id}."
-            )
+            footer = texts.phrase("footer_combined", incident=incident.incident_id)
         else:
-            footer = f"Explained by local LLM. Incident {incident.incident_id}."
+            footer = texts.phrase("footer_llm", incident=incident.incident_id)
         if resolved:
-            title = f"Resolved: {explanation.title}"
-            status = "**Resolved** – readings have been back to normal for a while."
+            title = texts.phrase("resolved_title", title=explanation.title)
+            status = f"**{texts.phrases['resolved']}** – {texts.phrases['resolved_status']}"
             readings = ", ".join(
-                f"{name} {format_value(name, value)}"
+                f"{texts.readings.get(name, name)} {format_value(name, value, texts)}"
                 for name, value in self.latest.items()
                 if value is not None
             )
-            footer = f"Latest readings: {readings}. {footer}"
+            footer = f"{texts.phrase('latest_readings', readings=readings)} {footer}"
         else:
             title = explanation.title
-            status = f"**Severity: {incident.level.label}**"
+            severity = texts.severity.get(incident.level.label, incident.level.label)
+            status = f"**{texts.phrase('severity', severity=severity)}**"
         message = (
             f"{status}\n\n{explanation.explanation}\n\n"
-            f"**What to do:** {explanation.suggested_action}\n\n_{footer}_"
+            f"**{texts.phrases['what_to_do']}** {explanation.suggested_action}\n\n_{footer}_"
         )
         persistent_notification.async_create(
             self.hass,

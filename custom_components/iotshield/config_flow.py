@@ -606,7 +606,7 @@ class IoTShieldOptionsFlow(OptionsFlow):
                 CONF_LLM_TIMEOUT: float(user_input[CONF_LLM_TIMEOUT]),
                 CONF_LLM_KEEP_ALIVE: int(user_input[CONF_LLM_KEEP_ALIVE]),
                 CONF_LLM_COOLDOWN: int(user_input[CONF_LLM_COOLDOWN]),
-                CONF_LLM_LANGUAGE: str(user_input[CONF_LLM_LANGUAGE]).strip(),
+                CONF_LLM_LANGUAGE: str(user_input.get(CONF_LLM_LANGUAGE) or "").strip(),
                 CONF_LLM_PROMPT: str(user_input.get(CONF_LLM_PROMPT) or "").strip(),
             }
             errors = await self._async_check_llm(changes)
@@ -629,7 +629,10 @@ class IoTShieldOptionsFlow(OptionsFlow):
                     CONF_LLM_COOLDOWN,
                     default=options.get(CONF_LLM_COOLDOWN, DEFAULT_LLM_COOLDOWN),
                 ): _seconds(0, 86400),
-                vol.Required(CONF_LLM_LANGUAGE, default=settings.language): TextSelector(),
+                # Optional: left empty, the model follows Home Assistant's language.
+                vol.Optional(
+                    CONF_LLM_LANGUAGE, description={"suggested_value": settings.language}
+                ): TextSelector(),
                 vol.Required(CONF_LLM_PROMPT, default=settings.prompt): TextSelector(
                     TextSelectorConfig(multiline=True)
                 ),

@@ -109,7 +109,8 @@ CONF_LLM_LANGUAGE: Final = "llm_language"
 CONF_LLM_PROMPT: Final = "llm_prompt"
 CONF_LLM_COOLDOWN: Final = "llm_cooldown"
 DEFAULT_LLM_COOLDOWN: Final = 300
-DEFAULT_LLM_LANGUAGE: Final = "English"
+# Empty: the model answers in Home Assistant's language, as the alerts are written.
+DEFAULT_LLM_LANGUAGE: Final = ""
 # The model is unreachable for this many requests in a row before a repair issue appears.
 LLM_UNREACHABLE_AFTER: Final = 2
 EVENT_PREFIX: Final = f"{DOMAIN}_incident_"

@@ -19,6 +19,7 @@ import unicodedata
 
 from .incidents import Explanation, Source
 from .severity import Level
+from .texts import ENGLISH, AlertTexts
 
 # Field names and units in the order readings are shown.
 UNITS: Final = {
@@ -34,8 +35,6 @@ MAX_EXPLANATION: Final = 1000
 MAX_ACTION: Final = 500
 # From this severity up the rule-based title and advice stay; the model only adds explanation.
 RULES_DECIDE_FROM: Final = Level.HIGH
-# Marks the model's words inside a rule-based explanation (the rule texts are English too).
-MODEL_LABEL: Final = "Local LLM: "
 
 # The structured answer the model is asked for (Ollama's `format`).
 ANSWER_SCHEMA: Final[dict[str, Any]] = {
@@ -92,174 +91,80 @@ class Context:
     anomalies: Mapping[str, int] = field(default_factory=dict)
 
 
-# What each rule means for a person at home: title, what is happening, what to do.
-RULE_TEXTS: Final[dict[str, tuple[str, str, str]]] = {
-    "fire": (
-        "Fire detected",
-        "The flame sensor sees fire and the heat or gas readings confirm it.",
-        "Get everyone out, close doors behind you and call the fire brigade.",
-    ),
-    "explosion_risk": (
-        "Explosion risk: gas near a flame",
-        "A high gas concentration and an open flame are detected at the same time.",
-        "Do not touch switches or appliances; leave at once and call emergency services "
-        "from outside.",
-    ),
-    "fire_suspected": (
-        "Possible fire: heat and gas together",
-        "The temperature is very high while combustion gas rises, as in a fire starting.",
-        "Check the room only if it is safe, keep away from smoke, and call the fire brigade "
-        "if you see or smell fire.",
-    ),
-    "combustion": (
-        "Heat and gas rising together",
-        "Temperature and gas are both elevated, which points to smouldering or a faulty "
-        "gas appliance.",
-        "Look for smoke or a running appliance, ventilate the room and be ready to leave.",
-    ),
-    "flame_high": (
-        "Flame detected",
-        "The infrared flame sensor sees a flame.",
-        "Check the room at once; if there is an unattended fire, leave and call the fire brigade.",
-    ),
-    "gas_high": (
-        "High gas level",
-        "The gas sensor reads a high concentration of combustible gas or smoke.",
-        "Avoid flames and switches, open windows, check gas appliances and leave if it persists.",
-    ),
-    "gas_medium": (
-        "Gas level raised",
-        "The gas sensor reads more combustible gas or smoke than usual.",
-        "Ventilate the room and check gas appliances and anything burning.",
-    ),
-    "gas_low": (
-        "Slight gas increase",
-        "The gas sensor reads slightly more gas or smoke than usual.",
-        "Keep an eye on it and ventilate if it rises.",
-    ),
-    "temperature_high": (
-        "Very high temperature",
-        "The room is far hotter than a home should be.",
-        "Check for fire or an overheating appliance, and switch off heat sources.",
-    ),
-    "temperature_medium": (
-        "High temperature",
-        "The room is hotter than normal.",
-        "Check heating and appliances, ventilate, and make sure nobody is at risk of heat.",
-    ),
-    "temperature_low": (
-        "Temperature outside the comfort range",
-        "The room is warmer or colder than usual.",
-        "Adjust heating or ventilation.",
-    ),
-    "humidity_high": (
-        "Very high humidity",
-        "The air is almost saturated, as with a water leak or steam.",
-        "Look for leaks or running water and ventilate the room.",
-    ),
-    "humidity_medium": (
-        "High humidity",
-        "The air is humid enough for mould to grow if it stays so.",
-        "Ventilate the room and look for a leak if nobody showered or cooked.",
-    ),
-    "humidity_low": (
-        "Humidity outside the comfort range",
-        "The air is more humid or drier than usual.",
-        "Ventilate or humidify as needed.",
-    ),
-    "light_low": (
-        "Unusual light",
-        "The light level is outside its usual range.",
-        "No action needed unless nobody should be there.",
-    ),
-    "motion_low": (
-        "Motion detected",
-        "The motion sensor saw movement.",
-        "No action needed unless nobody should be there.",
-    ),
+# Rules from most to least serious, anomalies last: the first one tripped names the hazard.
+RULE_ORDER: Final = (
+    "fire",
+    "explosion_risk",
+    "fire_suspected",
+    "combustion",
+    "flame_high",
+    "gas_high",
+    "gas_medium",
+    "gas_low",
+    "temperature_high",
+    "temperature_medium",
+    "temperature_low",
+    "humidity_high",
+    "humidity_medium",
+    "humidity_low",
+    "light_low",
+    "motion_low",
     # Unusual for this home at this time of day, though within the thresholds.
-    "anomaly_gas": (
-        "Unusual gas reading",
-        "The gas sensor reads differently from what is normal here at this time of day, "
-        "though below the alarm thresholds.",
-        "Check gas appliances and anything burning; if all is fine, the sensor may be "
-        "drifting or failing.",
-    ),
-    "anomaly_temperature": (
-        "Unusual temperature",
-        "The temperature differs from what is normal here at this time of day, "
-        "though it is within the alarm thresholds.",
-        "Check heating, open windows and appliances; a value that never changes points to "
-        "a stuck sensor.",
-    ),
-    "anomaly_humidity": (
-        "Unusual humidity",
-        "The humidity differs from what is normal here at this time of day, as with "
-        "running water or steam when nobody is using it.",
-        "Look for a leak, a running tap or an open window.",
-    ),
-    "anomaly_motion": (
-        "Unusual activity",
-        "The motion sensor reports a different amount of movement than usual at this "
-        "time of day, for example activity at night or a sensor that triggers by itself.",
-        "If nobody should be there, check the home; if it repeats with nobody there, check "
-        "the motion sensor.",
-    ),
-    "anomaly_light": (
-        "Unusual light",
-        "The light level differs from what is normal here at this time of day.",
-        "Check whether a lamp was left on or a blind is open; otherwise check the sensor.",
-    ),
-}
-FALLBACK_TEXT: Final = (
-    "Unusual readings",
-    "The node reports readings outside their normal range.",
-    "Check the room.",
+    "anomaly_gas",
+    "anomaly_temperature",
+    "anomaly_humidity",
+    "anomaly_motion",
+    "anomaly_light",
 )
+# The English texts, for callers that do not choose a language (the prompt is English).
+RULE_TEXTS: Final = ENGLISH.rules
+FALLBACK_TEXT: Final = ENGLISH.fallback
+MODEL_LABEL: Final = f"{ENGLISH.phrases['model_label']} "
 
 
-def format_value(name: str, value: float | bool | None) -> str:
+def format_value(name: str, value: float | bool | None, texts: AlertTexts = ENGLISH) -> str:
     """Return a reading as a person reads it."""
     if value is None:
-        return "not available"
+        return texts.phrases["not_available"]
     if isinstance(value, bool):
-        return "yes" if value else "no"
+        return texts.phrases["yes" if value else "no"]
     digits = 2 if name == "gas" else 1
     unit = UNITS.get(name, "")
-    return f"{value:.{digits}f} {unit}".strip()
+    return f"{texts.number(value, digits)} {unit}".strip()
 
 
 def _main_rule(rules: tuple[str, ...], level: Level) -> str | None:
     """Return the rule that best names the hazard: compound rules first, then the worst."""
-    known = [rule for rule in rules if rule in RULE_TEXTS]
+    known = [rule for rule in rules if rule in RULE_ORDER]
     if not known:
         return None
-    # RULE_TEXTS lists rules from most to least serious, anomalies last. Above LOW, an anomaly
-    # (up to MEDIUM) says more than a LOW threshold rule (motion seen, a comfort range left);
-    # at LOW, a threshold that was crossed says more than something merely unusual.
-    order = list(RULE_TEXTS)
+    # Above LOW, an anomaly (up to MEDIUM) says more than a LOW threshold rule (motion seen, a
+    # comfort range left); at LOW, a threshold that was crossed says more than something merely
+    # unusual.
+    order = list(RULE_ORDER)
     if level > Level.LOW:
         return min(known, key=lambda rule: (rule.endswith("_low"), order.index(rule)))
     return min(known, key=order.index)
 
 
-def rule_explanation(context: Context) -> Explanation:
+def rule_explanation(context: Context, texts: AlertTexts = ENGLISH) -> Explanation:
     """Explain an incident from its rules alone: instant, offline and always available."""
     main = _main_rule(context.rules, context.level)
-    title, text, action = RULE_TEXTS[main] if main else FALLBACK_TEXT
+    title, text, action = texts.rules[main] if main else texts.fallback
     where = context.node if context.room is None else f"{context.node} ({context.room})"
     shown = [
-        f"{name} {format_value(name, context.readings.get(name))}"
+        f"{texts.readings[name]} {format_value(name, context.readings.get(name), texts)}"
         for name in UNITS
         if context.readings.get(name) is not None
     ]
-    readings = f" Readings: {', '.join(shown)}." if shown else ""
-    unusual = (
-        f" Unusual for this time of day: {anomalies_text(context)}." if context.anomalies else ""
-    )
+    parts = [f"{where}: {text}"]
+    if shown:
+        parts.append(texts.phrase("readings", readings=", ".join(shown)))
+    if context.anomalies:
+        parts.append(texts.phrase("unusual", anomalies=anomalies_text(context, texts)))
     return Explanation(
-        title=f"{title} – {context.node}",
-        explanation=f"{where}: {text}{readings}{unusual}",
+        title=texts.phrase("title", title=title, node=context.node),
+        explanation=" ".join(parts),
         suggested_action=action,
         source=Source.RULES,
     )
@@ -283,14 +188,15 @@ def _trend_text(context: Context) -> str:
     return "; ".join(parts) if parts else "no recent change"
 
 
-def anomalies_text(context: Context) -> str:
+def anomalies_text(context: Context, texts: AlertTexts = ENGLISH) -> str:
     """Say which readings are unusual for this home at this time, and which way."""
     parts = []
     for name, direction in context.anomalies.items():
+        reading = texts.readings.get(name, name)
         if name in ("motion", "flame"):
-            parts.append(f"{'more' if direction > 0 else 'less'} {name} than usual")
+            parts.append(texts.phrase("more" if direction > 0 else "less", reading=reading))
         else:
-            parts.append(f"{name} {'higher' if direction > 0 else 'lower'} than usual")
+            parts.append(texts.phrase("higher" if direction > 0 else "lower", reading=reading))
     return "; ".join(parts) if parts else "nothing"
 
 
@@ -457,7 +363,9 @@ def parse_answer(text: str) -> Explanation:
     )
 
 
-def combine(rules: Explanation, model: Explanation, level: Level) -> Explanation:
+def combine(
+    rules: Explanation, model: Explanation, level: Level, texts: AlertTexts = ENGLISH
+) -> Explanation:
     """Return what to show for an incident at `level` once the model has answered."""
     # Below RULES_DECIDE_FROM a reworded title or action costs little, and plain words help.
     if level < RULES_DECIDE_FROM:
@@ -466,13 +374,14 @@ def combine(rules: Explanation, model: Explanation, level: Level) -> Explanation
     # the place of "get everyone out": the rules' title and advice stay, the rules' explanation
     # stays first, the model's explanation follows, labelled, and its suggested action is left
     # out.
-    room = MAX_EXPLANATION - len(rules.explanation) - len(MODEL_LABEL) - 1
+    label = f"{texts.phrases['model_label']} "
+    room = MAX_EXPLANATION - len(rules.explanation) - len(label) - 1
     added = model.explanation
     if len(added) > room:
         added = added[: max(room - 1, 0)].rstrip(" _") + "…"
     return Explanation(
         title=rules.title,
-        explanation=f"{rules.explanation} {MODEL_LABEL}{added}",
+        explanation=f"{rules.explanation} {label}{added}",
         suggested_action=rules.suggested_action,
         source=Source.LLM,
     )

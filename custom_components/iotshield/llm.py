@@ -61,7 +61,8 @@ class LLMSettings:
     model: str = DEFAULT_MODEL
     timeout: float = DEFAULT_TIMEOUT
     keep_alive: int = DEFAULT_KEEP_ALIVE
-    language: str = "English"
+    # Empty: the caller's language (Home Assistant's).
+    language: str = ""
     prompt: str = ""
 
 
@@ -139,9 +140,10 @@ class OllamaExplainer:
         if not any(_same_model(name, self.settings.model) for name in names):
             raise LLMError(Failure.MODEL_MISSING, self.settings.model)
 
-    async def async_explain(self, context: Context) -> Explanation:
-        """Return the model's explanation of a context, or raise LLMError."""
-        prompt = build_prompt(self.settings.prompt, context, self.settings.language)
+    async def async_explain(self, context: Context, language: str = "") -> Explanation:
+        """Return the model's explanation of a context in a language, or raise LLMError."""
+        answer_in = language or self.settings.language or "English"
+        prompt = build_prompt(self.settings.prompt, context, answer_in)
         malformed = server_errors = 0
         while True:
             try:

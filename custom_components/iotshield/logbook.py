@@ -10,23 +10,20 @@ from homeassistant.core import Event, HomeAssistant, callback
 
 from .const import DOMAIN, EVENT_PREFIX
 from .incidents import Transition
+from .texts import ENGLISH, AlertTexts, for_language
 
-# What each transition reads as after the node's name in the logbook.
-VERBS = {
-    Transition.OPENED: "opened an incident",
-    Transition.ESCALATED: "escalated its incident",
-    Transition.EXPLAINED: "explained its incident",
-    Transition.ACKNOWLEDGED: "had its incident acknowledged",
-    Transition.RESOLVED: "resolved its incident",
-}
 MAX_TITLE = 120
 
 
-def describe(data: Mapping[str, Any], transition: Transition) -> dict[str, str]:
-    """Return the logbook entry of one incident event."""
+def describe(
+    data: Mapping[str, Any], transition: Transition, texts: AlertTexts = ENGLISH
+) -> dict[str, str]:
+    """Return the logbook entry of one incident event, in the given language."""
     title = str(data.get("title") or "")[:MAX_TITLE]
+    verb = texts.phrases[f"logbook_{transition.value}"]
     severity = str(data.get("severity") or "")
-    message = f"{VERBS[transition]} ({severity})" if severity else VERBS[transition]
+    shown = texts.severity.get(severity, severity)
+    message = f"{verb} ({shown})" if shown else verb
     # The logbook links the entry to the device through the event's own device_id.
     return {
         LOGBOOK_ENTRY_NAME: str(data.get("node") or data.get("node_id") or DOMAIN),
@@ -43,6 +40,6 @@ def async_describe_events(
     for transition in Transition:
 
         def describe_event(event: Event, transition: Transition = transition) -> dict[str, str]:
-            return describe(event.data, transition)
+            return describe(event.data, transition, for_language(hass.config.language))
 
         async_describe_event(DOMAIN, f"{EVENT_PREFIX}{transition.value}", describe_event)
