@@ -58,7 +58,9 @@ def test_clean_weeks_are_not_flagged(epsilon: float, per_minute: int) -> None:
     assert all(not minutes for minutes in late.values()), late
 
 
-CAUGHT_WITH_NOISE = ("spike", "drift", "surge", "flatline", "stuck_binary", "odd_hours")
+# Not a flatline: behind the noise, sensors that stopped look like a dark, empty room (only
+# light and motion fall, and absence is not an anomaly); nor a stuck sensor (the noise varies).
+CAUGHT_WITH_NOISE = ("spike", "drift", "surge", "stuck_binary", "odd_hours")
 
 
 @pytest.mark.parametrize("kind", CAUGHT_WITH_NOISE)
@@ -128,6 +130,24 @@ def test_a_lasting_change_becomes_the_new_normal() -> None:
     assert [per_day[day] for day in range(20, 28)] == [0] * 8
 
 
+@pytest.mark.parametrize("sensor", ["l", "m"])
+def test_an_empty_day_is_not_an_anomaly(sensor: str) -> None:
+    """Nobody home all Tuesday, blinds closed: darker and stiller than usual, and no alarm.
+
+    Absence of activity is ordinary life, not a fault: less light or less motion than usual
+    never alarms by itself (more motion at night, or light where it is always dark, still does).
+    """
+    samples, _ = generate(2001, weeks=3, epsilon=0.0, anomalies=False)
+    empty = range(15 * 24 * 60, 16 * 24 * 60)  # the third Tuesday
+
+    def away(minute: int, reading: dict[str, Any]) -> None:
+        if minute in empty:
+            reading["l"], reading["m"] = 0.0, False
+
+    per_day = alarm_minutes_per_day(samples, sensor, away)
+    assert per_day[15] == per_day[16] == 0, per_day
+
+
 def test_a_coarse_sensor_is_not_taken_for_a_frozen_one() -> None:
     """Whole degrees and percent (a DHT11 without noise) repeat for hours: that is no fault."""
     samples, _ = generate(2001, weeks=3, epsilon=0.0, anomalies=False)
@@ -140,7 +160,7 @@ def test_a_coarse_sensor_is_not_taken_for_a_frozen_one() -> None:
 
 
 def test_frozen_sensor_is_caught_without_noise() -> None:
-    """With the noise off, a sensor repeating the very same value is flagged within 20 minutes."""
+    """With the noise off, a sensor repeating the very same value is flagged within 30 minutes."""
     samples, planned = generate(14, weeks=4, epsilon=0.0)
     found = alarms(detector(0.0), samples)
     stuck = [a for a in planned if a.kind == "stuck"]
@@ -148,7 +168,7 @@ def test_frozen_sensor_is_caught_without_noise() -> None:
     for fault in stuck:
         minutes = [m for m in found.get(fault.sensors[0], []) if fault.start <= m < fault.end]
         assert minutes, fault
-        assert minutes[0] - fault.start <= 20
+        assert minutes[0] - fault.start <= 30
 
 
 def test_plan_covers_every_kind_after_warmup() -> None:

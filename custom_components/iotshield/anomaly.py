@@ -35,13 +35,24 @@ MIN_SCALE: Final[Mapping[str, float]] = {"t": 0.25, "h": 1.0, "g": 0.01, "l": 15
 # How much a sensor's level varies from one day to the next at the same hour (weather, the week's
 # rhythm); a baseline learned over days cannot know it yet, and it is no anomaly.
 DAY_SPREAD: Final[Mapping[str, float]] = {"t": 0.6, "h": 3.0, "g": 0.01, "l": 30.0}
+# ... the least it is assumed to vary: each sensor learns how much its hours really move from day
+# to day (sun on a window, a wet week), from hourly means, over about two weeks of hours. Each
+# hour's deviation is clipped to this many spreads, so a fault widens it only a little.
+LEVEL_ALPHA: Final = 1 / (14 * 24)
+LEVEL_CLIP: Final = 3.0
 FROZEN_MINUTES: Final = 15
 # ... or this many times the longest run of one value the sensor showed lately, if longer.
 FROZEN_RUNS: Final = 2
 RUN_FADE: Final = 0.5 ** (1 / (7 * 24 * 60))  # per minute: half of it is forgotten in a week
 FROZEN_LEARN: Final = 5 * 24 * 60
+# A reading stands for the minutes since the one before, up to an hour: a node publishing every
+# ten minutes or every hour learns a day's baseline in a day, not in ten or sixty.
+MAX_GAP: Final = 60
 # Minutes scoring this much of the alarm threshold or more are not learned.
 LEARN_BELOW: Final = 0.5
+# Unusual minutes are learned at this fraction of an ordinary minute's weight: a shower every
+# evening becomes known within days, while one fault hardly moves the baseline.
+UNUSUAL_WEIGHT: Final = 0.1
 # A deviation that outweighs ordinary minutes by this many is the new normal: learning resumes.
 ACCEPT_AFTER: Final = 12 * 60
 # Minutes of motion are counted over these windows: short bursts, an hour, an afternoon.
@@ -49,6 +60,10 @@ MOTION_WINDOWS: Final = (20, 60, 180)
 MOTION_LIMIT: Final = 5.0
 # The share of the way from the flip rate to certainty a minute's motion readings must reach.
 MOTION_QUORUM: Final = 0.25
+# Less motion or less light than usual is shown (the score rises) but never alarms: an empty,
+# dark home is ordinary life, and a node whose sensors died is still seen by its other sensors
+# (without privacy noise) and by readings that stop.
+ABSENCE_CAP: Final = 0.9
 STATE_VERSION: Final = 1
 # Anomalies alone raise at most this severity: hazards stay threshold-driven.
 MAX_ANOMALY_LEVEL: Final = Level.MEDIUM
@@ -60,17 +75,33 @@ RULE_PREFIX: Final = "anomaly_"
 type Bins = tuple[int, int, tuple[int, ...], tuple[int, ...]]
 
 
+def _per(alpha: float, minutes: int) -> float:
+    """Return the weight a per-minute smoothing factor gives to a value standing for minutes."""
+    return alpha if minutes == 1 else 1 - (1 - alpha) ** minutes
+
+
 def _bin(when: datetime) -> Bins:
     """Return a moment's own bins (day-type×hour, all-days hour) and its neighbourhoods.
 
     Routines jitter: a shower or the lamps at bedtime come a little earlier or later each day.
     A value is judged against its hour and the hours either side, so that a routine shifted by
-    half an hour is not an anomaly, while one at an hour nothing like it happens still is.
+    half an hour is not an anomaly, while one at an hour nothing like it happens still is. The
+    hours either side are those of the neighbouring day across midnight: Monday 00:10 is judged
+    against Sunday night too, so the weekend does not end in a seam.
     """
-    hour = when.hour
-    base = 24 if when.weekday() >= 5 else 0  # noqa: PLR2004
-    around = ((hour - 1) % 24, hour, (hour + 1) % 24)
-    return base + hour, 48 + hour, tuple(base + h for h in around), tuple(48 + h for h in around)
+    return _bins_of(when.weekday(), when.hour)
+
+
+@functools.cache
+def _bins_of(weekday: int, hour: int) -> Bins:
+    """Return the bins of an hour of a weekday (168 of them, computed once)."""
+    around = []
+    for offset in (-1, 0, 1):
+        day, moment = divmod(weekday * 24 + hour + offset, 24)
+        around.append((24 if day % 7 >= 5 else 0) + moment)  # noqa: PLR2004 - Saturday
+    near = tuple(around)
+    general = tuple(48 + (hour + offset) % 24 for offset in (-1, 0, 1))
+    return near[1], 48 + hour, near, general
 
 
 @dataclass(slots=True)
@@ -87,21 +118,66 @@ class Finding:
         return self.score >= 1.0
 
 
+class _Runs:
+    """How long one value (or several at once) has been held, against the longest runs seen."""
+
+    __slots__ = ("longest", "repeats", "watched")
+
+    def __init__(self) -> None:
+        """Start without history."""
+        self.repeats = 0  # minutes the current value has been held
+        # The longest run seen lately (minutes, fading over weeks): a coarse sensor (a DHT11
+        # reads whole degrees) repeats itself for hours in a quiet night.
+        self.longest = 0.0
+        self.watched = 0  # minutes seen, up to FROZEN_LEARN
+
+    def score(self, same: bool, minutes: int) -> float:
+        """Score how far the current run exceeds what the sensor does when it is fine."""
+        limit = max(FROZEN_MINUTES, FROZEN_RUNS * self.longest)
+        learning = self.watched < FROZEN_LEARN
+        self.watched = min(self.watched + minutes, FROZEN_LEARN)
+        if same:
+            self.repeats += minutes
+        else:
+            # A run that ended is one this sensor does when fine: a slow or coarse sensor holds
+            # a value for hours. In its first days every run is learned, however long; later a
+            # run that alarmed counts only up to the limit it passed, so a sensor that really
+            # holds values longer raises its limit step by step, while one repaired fault
+            # cannot blind the rule for long.
+            run = float(self.repeats if learning else min(self.repeats, limit))
+            self.longest = max(self.longest, run)
+            self.repeats = 0
+        self.longest *= RUN_FADE if minutes == 1 else RUN_FADE**minutes
+        # Runs are judged once the sensor's quiet nights and weekends have been seen.
+        return self.repeats / limit if self.watched >= FROZEN_LEARN else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the JSON form."""
+        return {"longest": self.longest, "watched": self.watched}
+
+    def restore(self, data: Mapping[str, Any]) -> None:
+        """Take back a stored state."""
+        self.longest = float(data.get("longest", 0.0))
+        self.watched = int(data.get("watched", 0))
+
+
 class _Continuous:
     """Seasonal baseline and residual averages of one continuous sensor."""
 
     __slots__ = (
         "alarm_minutes",
         "fast",
+        "held",
+        "hour_minutes",
+        "hour_sum",
         "last",
-        "longest",
+        "level_var",
         "mean",
         "n",
-        "repeats",
+        "runs",
         "sensor",
         "slow",
         "var",
-        "watched",
     )
 
     def __init__(self, sensor: str) -> None:
@@ -114,37 +190,42 @@ class _Continuous:
         self.slow = 0.0
         self.alarm_minutes = 0
         self.last: float | None = None
-        self.repeats = 0
-        # The longest run of one value seen lately (minutes, fading over weeks): a coarse
-        # sensor (a DHT11 reads whole degrees) repeats itself for hours in a quiet night.
-        self.longest = 0.0
-        self.watched = 0  # minutes seen, up to FROZEN_LEARN
+        # Whether the last minute repeated the one before, and how long such runs last.
+        self.held = False
+        self.runs = _Runs()
+        # The day-to-day variance of this sensor's hours, and the hour being summed for it.
+        self.level_var = DAY_SPREAD[sensor] ** 2
+        self.hour_sum = 0.0
+        self.hour_minutes = 0
 
-    def _learn(self, index: int, value: float) -> None:
-        """Update one bin's mean and variance (Welford first, then exponential)."""
-        self.n[index] += 1
-        alpha = max(1.0 / self.n[index], BIN_ALPHA)
+    def _learn(self, index: int, value: float, minutes: int, weight: float = 1.0) -> None:
+        """Update one bin's mean and variance with a value standing for some minutes."""
+        if weight < 1.0:
+            # Only nudged: an unusual minute does not count towards the warm-up.
+            alpha = weight * _per(BIN_ALPHA, minutes)
+        else:
+            self.n[index] += minutes
+            alpha = max(minutes / self.n[index], _per(BIN_ALPHA, minutes))
         delta = value - self.mean[index]
         self.mean[index] += alpha * delta
         self.var[index] = (1 - alpha) * (self.var[index] + alpha * delta * delta)
 
-    def _frozen_score(self, value: float) -> float:
-        """Score how far a run of one value exceeds what this sensor does when it is fine."""
-        limit = max(FROZEN_MINUTES, FROZEN_RUNS * self.longest)
-        self.watched = min(self.watched + 1, FROZEN_LEARN)
-        if value == self.last and value != 0:
-            self.repeats += 1
-        else:
-            # A run that ended without raising an alarm is one this sensor does when fine.
-            if self.repeats < limit:
-                self.longest = max(self.longest, float(self.repeats))
-            self.repeats = 0
-        self.longest *= RUN_FADE
-        # Runs are judged once the sensor's quiet nights and weekends have been seen.
-        return self.repeats / limit if self.watched >= FROZEN_LEARN else 0.0
+    def _learn_level(self, value: float, index: int, minutes: int) -> None:
+        """Fold each hour's mean deviation from its baseline into the day-to-day variance."""
+        if self.n[index] < WARMUP_SAMPLES:
+            return
+        self.hour_sum += (value - self.mean[index]) * minutes
+        self.hour_minutes += minutes
+        if self.hour_minutes < 60:  # noqa: PLR2004 - an hour
+            return
+        bound = LEVEL_CLIP * math.sqrt(self.level_var)
+        deviation = min(max(self.hour_sum / self.hour_minutes, -bound), bound)
+        self.level_var += LEVEL_ALPHA * (deviation * deviation - self.level_var)
+        self.level_var = max(self.level_var, DAY_SPREAD[self.sensor] ** 2)
+        self.hour_sum, self.hour_minutes = 0.0, 0
 
-    def update(self, value: float, bins: Bins, noise: float) -> Finding | None:
-        """Judge one minute's mean; None while the baseline is still warming up."""
+    def update(self, value: float, bins: Bins, noise: float, minutes: int = 1) -> Finding | None:
+        """Judge one minute's mean, standing for `minutes`; None while warming up."""
         specific, general, near_specific, near_general = bins
         candidates = near_specific if self.n[specific] >= WARMUP_SAMPLES else near_general
         finding = None
@@ -152,32 +233,39 @@ class _Continuous:
         for index in candidates:
             if self.n[index] < WARMUP_SAMPLES:
                 continue
-            spread = DAY_SPREAD[self.sensor]
-            scale = math.sqrt(self.var[index] + noise * noise + spread * spread)
+            scale = math.sqrt(self.var[index] + noise * noise + self.level_var)
             scale = max(scale, MIN_SCALE[self.sensor])
             candidate = (value - self.mean[index]) / scale
             if z is None or abs(candidate) < abs(z):
                 z = candidate
         if z is not None:
-            self.fast += FAST_ALPHA * (z - self.fast)
-            self.slow += SLOW_ALPHA * (z - self.slow)
+            self.fast += _per(FAST_ALPHA, minutes) * (z - self.fast)
+            self.slow += _per(SLOW_ALPHA, minutes) * (z - self.slow)
             score = max(abs(self.fast) / FAST_LIMIT, abs(self.slow) / SLOW_LIMIT)
             # A live sensor jitters: the very same value far longer than this sensor usually
             # keeps one is a frozen sensor. (The node's privacy noise hides this; it can only
             # be seen with the noise off.) Zero is where dark rooms and clean air sit
             # naturally: not evidence of a frozen one.
-            score = max(score, self._frozen_score(value))
+            self.held = value == self.last and value != 0
+            score = max(score, self.runs.score(self.held, minutes))
             main = (
                 self.fast
                 if abs(self.fast) / FAST_LIMIT >= abs(self.slow) / SLOW_LIMIT
                 else self.slow
             )
-            finding = Finding(self.sensor, score, 1 if main >= 0 else -1)
+            direction = 1 if main >= 0 else -1
+            if self.sensor == "l" and direction < 0 and not self.held:
+                # Absence is not a fault: a room darker than usual is a day nobody is home.
+                score = min(score, ABSENCE_CAP)
+            finding = Finding(self.sensor, score, direction)
             # How much of the recent past was too unusual to learn: up by one for each such
             # minute, down by one for each ordinary one. A lasting change (a new thermostat
             # setting) climbs past ACCEPT_AFTER even though noise lets some minutes look normal.
             unlearned = finding.score >= LEARN_BELOW
-            self.alarm_minutes = max(0, self.alarm_minutes + (1 if unlearned else -1))
+            self.alarm_minutes = max(0, self.alarm_minutes + (minutes if unlearned else -minutes))
+            self._learn_level(
+                value, specific if self.n[specific] >= WARMUP_SAMPLES else general, minutes
+            )
         # Do not learn a fault as normal, unless it has lasted so long that it is the new normal.
         self.last = value
         # A bin still warming up always learns: how weekends differ must be learned even while
@@ -185,7 +273,9 @@ class _Continuous:
         learn = finding is None or finding.score < LEARN_BELOW or self.alarm_minutes > ACCEPT_AFTER
         for index in (specific, general):
             if learn or self.n[index] < WARMUP_SAMPLES:
-                self._learn(index, value)
+                self._learn(index, value, minutes)
+            else:
+                self._learn(index, value, minutes, UNUSUAL_WEIGHT)
         return finding
 
     def as_dict(self) -> dict[str, Any]:
@@ -197,8 +287,8 @@ class _Continuous:
             "fast": self.fast,
             "slow": self.slow,
             "alarm": self.alarm_minutes,
-            "longest": self.longest,
-            "watched": self.watched,
+            **self.runs.as_dict(),
+            "level": self.level_var,
         }
 
     def restore(self, data: Mapping[str, Any]) -> None:
@@ -211,8 +301,8 @@ class _Continuous:
         self.n = [int(v) for v in n]
         self.fast, self.slow = float(data["fast"]), float(data["slow"])
         self.alarm_minutes = int(data["alarm"])
-        self.longest = float(data.get("longest", 0.0))
-        self.watched = int(data.get("watched", 0))
+        self.runs.restore(data)
+        self.level_var = max(float(data.get("level", 0.0)), DAY_SPREAD[self.sensor] ** 2)
 
 
 class _Window:
@@ -252,7 +342,8 @@ class _Window:
         less = (self.sums[2] - self.seen) / math.sqrt(max(self.sums[3], 1e-9))
         if more >= less:
             return more / MOTION_LIMIT, 1
-        return less / MOTION_LIMIT, -1
+        # Absence is not a fault: less motion than usual is a day nobody is home.
+        return min(less / MOTION_LIMIT, ABSENCE_CAP), -1
 
     def clear(self) -> None:
         """Forget the window."""
@@ -272,7 +363,7 @@ class _Motion:
         self.n = [0] * 72
         self.windows = [_Window(size) for size in MOTION_WINDOWS]
 
-    def update(self, moved: bool, bins: Bins, flip: float) -> Finding | None:
+    def update(self, moved: bool, bins: Bins, flip: float, minutes: int = 1) -> Finding | None:
         """Judge the last windows of minutes; None while the rates are still warming up."""
         specific, general, near_specific, near_general = bins
         candidates = near_specific if self.n[specific] >= WARMUP_SAMPLES else near_general
@@ -297,8 +388,8 @@ class _Motion:
         learn = finding is None or not finding.anomalous
         for i in (specific, general):
             if learn or self.n[i] < WARMUP_SAMPLES:
-                self.n[i] += 1
-                alpha = max(1.0 / self.n[i], BIN_ALPHA)
+                self.n[i] += minutes
+                alpha = max(minutes / self.n[i], _per(BIN_ALPHA, minutes))
                 self.rate[i] += alpha * (float(moved) - self.rate[i])
         return finding
 
@@ -369,7 +460,10 @@ class AnomalyDetector:
         self.set_noise(noise or {}, flip)
         self._continuous: dict[str, _Continuous] = {}
         self._motion = _Motion()
+        self._together = _Runs()
         self._minute: tuple[datetime, Bins] | None = None
+        # The last minute judged: how long a sparse node's reading stands for.
+        self._previous: datetime | None = None
         self._sums = dict.fromkeys(CONTINUOUS, 0.0)
         self._counts = dict.fromkeys(CONTINUOUS, 0)
         # Readings of the open minute that said motion, and that said anything about motion.
@@ -384,7 +478,11 @@ class AnomalyDetector:
         """Forget what was learned (the node moved, the home changed); keep the noise."""
         self._continuous = {key: _Continuous(key) for key in CONTINUOUS}
         self._motion = _Motion()
+        # Runs of every continuous sensor held at once: rarer than one sensor's, so a node
+        # whose sensors all stopped is seen sooner than one stuck sensor.
+        self._together = _Runs()
         self._minute = None
+        self._previous = None
         self._sums = dict.fromkeys(CONTINUOUS, 0.0)
         self._counts = dict.fromkeys(CONTINUOUS, 0)
         self._moving = self._motion_readings = 0
@@ -425,20 +523,35 @@ class AnomalyDetector:
         """Judge the minute that just ended."""
         assert self._minute is not None  # only called with a minute open
         self.minutes += 1
-        bins = self._minute[1]
+        when, bins = self._minute
+        minutes = 1
+        if self._previous is not None:
+            gap = (when - self._previous).total_seconds() // 60
+            minutes = int(min(max(gap, 1), MAX_GAP))
+        self._previous = when
         findings: list[Finding] = []
+        present: list[_Continuous] = []
         for key in CONTINUOUS:
             count = self._counts[key]
             if count:
                 # The mean of n readings carries noise σ/√n.
                 noise = self._noise[key] / math.sqrt(count)
-                found = self._continuous[key].update(self._sums[key] / count, bins, noise)
+                found = self._continuous[key].update(self._sums[key] / count, bins, noise, minutes)
+                present.append(self._continuous[key])
                 if found is not None:
                     findings.append(found)
             self._sums[key], self._counts[key] = 0.0, 0
+        if len(present) > 1:
+            # Zero (a dark room, clean air) is no evidence either way, as for one sensor.
+            held = sum(c.held for c in present)
+            resting = sum(c.last == 0 for c in present)
+            same = held > 1 and held + resting == len(present)
+            together = self._together.score(same, minutes)
+            for finding in findings:
+                finding.score = max(finding.score, together)
         if self._motion_readings:
             needed, false_rate = _motion_rule(self._motion_readings, self._flip)
-            found = self._motion.update(self._moving >= needed, bins, false_rate)
+            found = self._motion.update(self._moving >= needed, bins, false_rate, minutes)
             if found is not None:
                 findings.append(found)
         self._moving = self._motion_readings = 0
@@ -464,6 +577,7 @@ class AnomalyDetector:
             "version": STATE_VERSION,
             "continuous": {key: d.as_dict() for key, d in self._continuous.items()},
             "motion": self._motion.as_dict(),
+            "together": self._together.as_dict(),
         }
 
     def restore(self, data: Mapping[str, Any] | None) -> bool:
@@ -474,6 +588,7 @@ class AnomalyDetector:
             for key, detector in self._continuous.items():
                 detector.restore(data["continuous"][key])
             self._motion.restore(data["motion"])
+            self._together.restore(data.get("together", {}))
         except (KeyError, TypeError, ValueError):
             self.reset()
             return False
