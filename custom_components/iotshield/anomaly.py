@@ -205,7 +205,9 @@ class _Continuous:
             alpha = weight * _per(BIN_ALPHA, minutes)
         else:
             self.n[index] += minutes
-            alpha = max(minutes / self.n[index], _per(BIN_ALPHA, minutes))
+            alpha = minutes / self.n[index]
+            least = BIN_ALPHA if minutes == 1 else _per(BIN_ALPHA, minutes)
+            alpha = max(alpha, least)
         delta = value - self.mean[index]
         self.mean[index] += alpha * delta
         self.var[index] = (1 - alpha) * (self.var[index] + alpha * delta * delta)
@@ -230,17 +232,22 @@ class _Continuous:
         candidates = near_specific if self.n[specific] >= WARMUP_SAMPLES else near_general
         finding = None
         z: float | None = None
+        n, var, mean = self.n, self.var, self.mean
+        shared = noise * noise + self.level_var
+        floor = MIN_SCALE[self.sensor]
         for index in candidates:
-            if self.n[index] < WARMUP_SAMPLES:
+            if n[index] < WARMUP_SAMPLES:
                 continue
-            scale = math.sqrt(self.var[index] + noise * noise + self.level_var)
-            scale = max(scale, MIN_SCALE[self.sensor])
-            candidate = (value - self.mean[index]) / scale
+            candidate = (value - mean[index]) / max(math.sqrt(var[index] + shared), floor)
             if z is None or abs(candidate) < abs(z):
                 z = candidate
         if z is not None:
-            self.fast += _per(FAST_ALPHA, minutes) * (z - self.fast)
-            self.slow += _per(SLOW_ALPHA, minutes) * (z - self.slow)
+            if minutes == 1:
+                self.fast += FAST_ALPHA * (z - self.fast)
+                self.slow += SLOW_ALPHA * (z - self.slow)
+            else:
+                self.fast += _per(FAST_ALPHA, minutes) * (z - self.fast)
+                self.slow += _per(SLOW_ALPHA, minutes) * (z - self.slow)
             score = max(abs(self.fast) / FAST_LIMIT, abs(self.slow) / SLOW_LIMIT)
             # A live sensor jitters: the very same value far longer than this sensor usually
             # keeps one is a frozen sensor. (The node's privacy noise hides this; it can only
@@ -530,25 +537,28 @@ class AnomalyDetector:
             minutes = int(min(max(gap, 1), MAX_GAP))
         self._previous = when
         findings: list[Finding] = []
-        present: list[_Continuous] = []
+        present = held = resting = 0
+        sums, counts = self._sums, self._counts
         for key in CONTINUOUS:
-            count = self._counts[key]
+            count = counts[key]
             if count:
+                detector = self._continuous[key]
                 # The mean of n readings carries noise σ/√n.
                 noise = self._noise[key] / math.sqrt(count)
-                found = self._continuous[key].update(self._sums[key] / count, bins, noise, minutes)
-                present.append(self._continuous[key])
+                found = detector.update(sums[key] / count, bins, noise, minutes)
+                present += 1
+                held += detector.held
+                resting += detector.last == 0
                 if found is not None:
                     findings.append(found)
-            self._sums[key], self._counts[key] = 0.0, 0
-        if len(present) > 1:
+                sums[key], counts[key] = 0.0, 0
+        if present > 1:
             # Zero (a dark room, clean air) is no evidence either way, as for one sensor.
-            held = sum(c.held for c in present)
-            resting = sum(c.last == 0 for c in present)
-            same = held > 1 and held + resting == len(present)
+            same = held > 1 and held + resting == present
             together = self._together.score(same, minutes)
-            for finding in findings:
-                finding.score = max(finding.score, together)
+            if together:
+                for finding in findings:
+                    finding.score = max(finding.score, together)
         if self._motion_readings:
             needed, false_rate = _motion_rule(self._motion_readings, self._flip)
             found = self._motion.update(self._moving >= needed, bins, false_rate, minutes)
