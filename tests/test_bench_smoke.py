@@ -38,7 +38,8 @@ def test_envelope_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_anomaly_evaluation_runs(capsys: pytest.CaptureFixture[str]) -> None:
     """The README's evaluation command prints every fault kind, the totals and the seeds."""
-    load("eval_anomaly").main(["--homes", "1", "--clean-homes", "1", "--weeks", "1.5"])
+    args = ["--homes", "1", "--clean-homes", "1", "--weeks", "1.5", "--only", "simulated"]
+    load("eval_anomaly").main(args)
     out = capsys.readouterr().out
     for setting in ("ε = 0.5, 5 s", "ε = 0.5, 1/min", "off, 1/min"):
         for fault in ("spike", "drift", "stuck", "surge", "flatline"):
@@ -48,6 +49,20 @@ def test_anomaly_evaluation_runs(capsys: pytest.CaptureFixture[str]) -> None:
         assert f"| {setting} | **all** | **continuous** |" in out
     assert "False alarms per node-week" in out
     assert "| LSTM autoencoder, binary sensors |" in out
+
+
+def test_real_house_evaluation_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The real-house evaluation reads the recording, injects faults and prints its table."""
+    recording = Path(__file__).parent.parent / "data" / "real-home" / "energydata.csv"
+    # Nine days of two rooms: a week of warm-up and two scored days, enough to see it run.
+    short = tmp_path / "short.csv"
+    short.write_text("".join(recording.read_text().splitlines(keepends=True)[: 9 * 144 + 1]))
+    load("eval_anomaly").main(["--only", "real", "--real-home", str(short), "--rooms", "2"])
+    out = capsys.readouterr().out
+    for setting in ("ε = 0.5, 5 s", "off, 1/min", "ε = 0.5, 10 min", "off, 10 min"):
+        assert f"| {setting} | **all** | **continuous** |" in out
+        assert f"| {setting} | spike, drift, surge | continuous |" in out
+    assert "Generated homes" not in out
 
 
 def test_benchmarks_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
