@@ -3,11 +3,15 @@
 Plain Python with no Home Assistant import, cheap enough for a Raspberry Pi. Readings are folded
 into one-minute means (five-second readings average their privacy noise away by √12). For each
 continuous sensor a baseline of mean and variance is learned per hour of the day, separately for
-workdays and weekends (falling back to all days while a bin is young); a fast and a slow moving
-average of the standardised residual catch spikes and surges, and drifts, stuck values and
+workdays and weekends (falling back to all days while a bin is young), with a day-to-day spread
+each sensor learns; a fast and a slow moving average of the standardised residual catch spikes
+and surges, and drifts; runs of one value longer than the sensor's own catch stuck values and
 flatlines. Motion is judged by how many minutes had motion in short and long windows against the
 rate learned for those hours, which catches false triggers, a stuck sensor and activity at odd
-hours despite randomized response. Memory is fixed per node; the state is JSON-native.
+hours despite randomized response. Less light or motion than usual never alarms: absence is not
+a fault. A reading stands for the minutes since the one before (up to an hour), so nodes that
+publish every few seconds or every hour are judged alike. Memory is fixed per node; the state is
+JSON-native.
 """
 
 from __future__ import annotations
