@@ -29,6 +29,7 @@ from custom_components.iotshield.const import (
     CONF_LEGACY_TOPIC,
     CONF_LLM_COOLDOWN,
     CONF_LLM_ENABLED,
+    CONF_LLM_KEEP_ALIVE,
     CONF_LLM_URL,
     CONF_MIN_SEVERITY,
     CONF_PUBLISH_INTERVAL,
@@ -541,6 +542,42 @@ async def test_llm_upgrades_the_explanation(
     )
     assert response is not None
     assert response["source"] == "llm"
+
+
+async def test_the_model_is_loaded_ahead_of_the_first_incident(
+    hass: HomeAssistant,
+    mock_config_entry: MockConfigEntry,
+    feed: Feed,
+    events: list[Event],
+    ollama_server: FakeOllama,  # noqa: F811
+) -> None:
+    """At start-up the model is loaded, so the first explanation meets a warm model."""
+    ollama_server.load_seconds = 0.2
+    await setup_with_options(hass, mock_config_entry, llm_entry_options(ollama_server.url))
+    await hass.async_block_till_done(wait_background_tasks=True)
+    assert [p["model"] for p in ollama_server.preloads] == ["llama3.2:1b"]
+    assert (ollama_server.loads, ollama_server.chats) == (1, [])
+    await feed(GAS_MEDIUM, times=3)
+    await hass.async_block_till_done(wait_background_tasks=True)
+    assert kinds(events) == ["opened", "explained"]
+    assert ollama_server.loads == 1
+
+
+@pytest.mark.parametrize("reachable", [True, False])
+async def test_no_preload_when_the_model_unloads_after_each_answer(
+    hass: HomeAssistant,
+    mock_config_entry: MockConfigEntry,
+    ollama_server: FakeOllama,  # noqa: F811
+    reachable: bool,
+) -> None:
+    """Keep-alive 0 means unload after each answer: loading ahead would be wasted."""
+    url = ollama_server.url if reachable else f"http://127.0.0.1:{free_port()}"
+    options = llm_entry_options(url, **{CONF_LLM_KEEP_ALIVE: 0 if reachable else 600})
+    await setup_with_options(hass, mock_config_entry, options)
+    await hass.async_block_till_done(wait_background_tasks=True)
+    assert ollama_server.preloads == []
+    # A server that cannot be reached ahead raises no repair: only real requests count.
+    assert ir.async_get(hass).async_get_issue(DOMAIN, llm_issue_id("kitchen")) is None
 
 
 async def test_llm_cooldown_and_escalation(

@@ -221,3 +221,39 @@ async def test_queue_reports_failures_and_goes_on(
     await asyncio.wait_for(tasks[0], 10)
     assert set(failures) == {"a", "b"}
     assert all(f.failure is Failure.MODEL_MISSING for f in failures.values())
+
+
+async def test_preload_keeps_the_cold_load_off_the_first_answer(
+    ollama_server: FakeOllama,  # noqa: F811
+    make_explainer: MakeExplainer,
+) -> None:
+    """Loaded ahead, the first explanation finds the model in memory: one load in all."""
+    ollama_server.load_seconds = 0.2
+    explainer = make_explainer(keep_alive=600)
+    assert await explainer.async_preload() == pytest.approx(0.2)
+    (preload,) = ollama_server.preloads
+    assert (preload["model"], preload["keep_alive"]) == ("llama3.2:1b", 600)
+    assert "llama3.2:1b" in ollama_server.loaded
+    await explainer.async_explain(CONTEXT)
+    assert ollama_server.loads == 1
+    # Preloading a model already in memory costs nothing.
+    assert await explainer.async_preload() == 0.0
+
+
+async def test_without_preload_the_first_answer_pays_the_load(
+    ollama_server: FakeOllama,  # noqa: F811
+    make_explainer: MakeExplainer,
+) -> None:
+    """The fake server's cold start is real: the first chat loads, the second does not."""
+    ollama_server.load_seconds = 0.2
+    explainer = make_explainer(keep_alive=600)
+    await explainer.async_explain(CONTEXT)
+    await explainer.async_explain(CONTEXT)
+    assert ollama_server.loads == 1
+
+
+async def test_preload_of_a_missing_model(make_explainer: MakeExplainer) -> None:
+    """A model the server lacks is reported as missing, as for a chat."""
+    with pytest.raises(LLMError) as err:
+        await make_explainer(model="mistral:7b").async_preload()
+    assert err.value.failure is Failure.MODEL_MISSING

@@ -156,6 +156,11 @@ class NodeAlerts:
         if self.llm_enabled:
             self._explainer = explainer = await async_create_explainer(self.hass, self.settings)
             self.entry.async_on_unload(explainer.async_close)
+            if self.settings.keep_alive != 0:
+                # Loaded ahead, the first incident's explanation does not wait for a cold model.
+                self.entry.async_create_background_task(
+                    self.hass, self._async_preload(explainer), f"{DOMAIN} {self.node_id} preload"
+                )
         else:
             ir.async_delete_issue(self.hass, DOMAIN, llm_issue_id(self.node_id))
         incident = self.tracker.incident
@@ -163,6 +168,16 @@ class NodeAlerts:
             # Notifications do not survive a restart; the incident does. Show it again quietly:
             # no event, so no automation or phone is alerted twice.
             self._notify(incident, resolved=False)
+
+    async def _async_preload(self, explainer: OllamaExplainer) -> None:
+        """Load the model now; a failure is only logged (the first request will say more)."""
+        async with self._lock:
+            try:
+                seconds = await explainer.async_preload()
+            except LLMError as err:
+                LOGGER.debug("Could not load the model for node %s ahead: %s", self.node_id, err)
+            else:
+                LOGGER.debug("Model for node %s loaded ahead in %.1f s", self.node_id, seconds)
 
     @property
     def texts(self) -> AlertTexts:

@@ -140,6 +140,21 @@ class OllamaExplainer:
         if not any(_same_model(name, self.settings.model) for name in names):
             raise LLMError(Failure.MODEL_MISSING, self.settings.model)
 
+    async def async_preload(self) -> float:
+        """Load the model into the server's memory now; return the seconds the load took.
+
+        A cold model costs its load time on the first request; loading it ahead (at start-up)
+        keeps that off the first incident's explanation. Raises LLMError.
+        """
+        try:
+            async with asyncio.timeout(self.settings.timeout):
+                response = await self._client.generate(
+                    model=self.settings.model, keep_alive=self.settings.keep_alive
+                )
+        except _CLIENT_ERRORS as err:
+            raise _failure_of(err) from err
+        return (response.load_duration or 0) / 1e9
+
     async def async_explain(self, context: Context, language: str = "") -> Explanation:
         """Return the model's explanation of a context in a language, or raise LLMError."""
         answer_in = language or self.settings.language or "English"
