@@ -421,36 +421,11 @@ def _run_real_room(
             alarms.append(minute - setting.every)
     tally.noise = detector.noise
     tally.detector = detector
-    _score_real_room(tally, minutes, anomalies if seed is not None else None, alarms, by_sensor)
-
-
-def _score_real_room(
-    tally: Tally,
-    minutes: int,
-    anomalies: list[Anomaly] | None,
-    alarms: list[int],
-    by_sensor: dict[str, list[int]],
-) -> None:
-    """Score one room's alarms: false alarms when it had no faults, else episodes and faults."""
-    warmup = WARMUP_DAYS * 24 * 60
-    for first, last in _episodes(sorted(set(alarms))):
-        if last < warmup:
-            continue
-        if anomalies is None:
-            tally.clean_false += 1
-        elif any(_touches(a, first, last, "continuous") for a in anomalies):
-            tally.true_episodes["continuous"] += 1
-        else:
-            tally.false_episodes["continuous"] += 1
-    if anomalies is None:
-        tally.clean_weeks += (minutes - warmup) / (7 * 24 * 60)
-        return
-    for anomaly in anomalies:
-        tally.events[anomaly.kind] += 1
-        first_alarm = _first_alarm(anomaly, by_sensor)
-        if first_alarm is not None:
-            tally.detected[anomaly.kind] += 1
-            tally.delays[anomaly.kind].append(max(0, first_alarm - anomaly.start))
+    # Scored as a generated home is, with every alarm a continuous sensor's.
+    weeks = minutes / (7 * 24 * 60)
+    _score_home(
+        tally, weeks, anomalies if seed is not None else None, {"continuous": alarms}, by_sensor
+    )
 
 
 def evaluate_real(setting: RealSetting, path: Path = REAL_HOME, rooms: int = len(ROOMS)) -> Tally:
