@@ -26,6 +26,15 @@ from iotshield_node.v2 import load_or_create_identity, node_key_b64  # noqa: E40
 DEMO_HOLD_TIME = 30
 
 
+def form_defaults(flow: dict[str, Any]) -> dict[str, Any]:
+    """Return what a form submits untouched: the defaults of its fields."""
+    return {
+        field["name"]: field.get("default")
+        for field in flow.get("data_schema", [])
+        if "default" in field
+    }
+
+
 class DevInstance:
     """A small REST client for the dev instance."""
 
@@ -198,12 +207,7 @@ class DevInstance:
             "POST", "/api/config/config_entries/options/flow", {"handler": entry_id}
         )
         flow = self.flow_step(flow["flow_id"], {"next_step_id": step}, options=True)
-        defaults = {
-            field["name"]: field.get("default")
-            for field in flow.get("data_schema", [])
-            if "default" in field
-        }
-        return self.flow_step(flow["flow_id"], {**defaults, **values}, options=True)
+        return self.flow_step(flow["flow_id"], {**form_defaults(flow), **values}, options=True)
 
     def ensure_llm(self, entry_id: str, url: str, model: str) -> str:
         """Use the local Ollama when one answers with the model; say what alerts will carry."""
@@ -219,9 +223,11 @@ class DevInstance:
                 f"Ollama at {url} has no {model} (ollama pull {model}): "
                 "alerts carry rule-based explanations"
             )
-        result = self.set_options(
-            entry_id, "llm", {"llm_enabled": True, "llm_url": url, "llm_model": model}
-        )
+        result = self.set_options(entry_id, "llm", {"llm_enabled": True})
+        if result.get("step_id") == "home_llm":
+            # The first node to use the LLM sets up the home's, which every node then uses.
+            values = {**form_defaults(result), "llm_url": url, "llm_model": model}
+            result = self.flow_step(result["flow_id"], values, options=True)
         if result.get("type") != "create_entry":
             return f"Ollama at {url} refused: {result.get('errors')}; rule-based explanations"
         return f"alerts are explained by {model} on the local Ollama at {url}"

@@ -59,6 +59,7 @@ from custom_components.iotshield.protocol_v2 import (
 from custom_components.iotshield.severity import SeverityEngine
 
 from .broker import Broker, connect_home_assistant, mosquitto  # noqa: F401
+from .helpers import setup_home_llm
 from .ollama_server import FakeOllama, free_port, ollama_server  # noqa: F401
 
 QUICK = os.environ.get("IOTSHIELD_BENCH_QUICK") == "1"
@@ -124,6 +125,7 @@ def node_entry(
         data |= {CONF_PROTOCOL: 2, CONF_NODE_KEY: node_key_b64(identity)}
     return MockConfigEntry(
         domain=DOMAIN,
+        minor_version=2,
         title=node_id,
         unique_id=node_id,
         data=data,
@@ -696,6 +698,7 @@ async def test_alert_latency(
     lift_v1_budget(monkeypatch)
     ollama_server.delay = 0.5 if QUICK else 2.0
     url = ollama_server.url if llm == "slow" else f"http://127.0.0.1:{free_port()}"
+    await setup_home_llm(hass, {CONF_LLM_URL: url, CONF_LLM_TIMEOUT: 10})
     await add(
         hass,
         node_entry(
@@ -704,8 +707,6 @@ async def test_alert_latency(
             options={
                 CONF_HOLD_TIME: 0,
                 CONF_LLM_ENABLED: True,
-                CONF_LLM_URL: url,
-                CONF_LLM_TIMEOUT: 10,
                 # Every incident is explained, not only the first of its severity.
                 CONF_LLM_COOLDOWN: 0,
             },

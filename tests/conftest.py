@@ -105,6 +105,7 @@ def mock_config_entry(
     """Return a config entry for node `kitchen`."""
     return MockConfigEntry(
         domain=DOMAIN,
+        minor_version=2,
         title=NODE_ID,
         unique_id=NODE_ID,
         data={
@@ -114,7 +115,6 @@ def mock_config_entry(
         },
         options=entry_options,
         version=1,
-        minor_version=1,
     )
 
 
@@ -131,6 +131,7 @@ def v2_entry(
     """Return the entry of node `kitchen`, paired with wire format v2 and its identity key."""
     return MockConfigEntry(
         domain=DOMAIN,
+        minor_version=2,
         title=NODE_ID,
         unique_id=NODE_ID,
         data={**mock_config_entry.data, CONF_PROTOCOL: 2, CONF_NODE_KEY: node_key_b64(identity)},

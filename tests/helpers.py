@@ -20,10 +20,13 @@ from pytest_homeassistant_custom_component.common import (
 )
 
 from custom_components.iotshield.const import (
+    CONF_KIND,
     CONF_NODE_KEY,
     CONF_PROTOCOL,
     DOMAIN,
     FIRST_SESSION_FALLBACK,
+    HOME_UNIQUE_ID,
+    KIND_HOME,
 )
 
 # The node's readings (and the time of the last one): what bad input must never change.
@@ -88,6 +91,7 @@ def paired_v2_entry(template: MockConfigEntry, state_dir: Path) -> MockConfigEnt
     identity = load_or_create_identity(state_dir / "kitchen.identity.pem")
     return MockConfigEntry(
         domain=DOMAIN,
+        minor_version=2,
         title="kitchen",
         unique_id="kitchen",
         data={**template.data, CONF_PROTOCOL: 2, CONF_NODE_KEY: node_key_b64(identity)},
@@ -117,3 +121,19 @@ async def running_v2_node(
     await publish(hass, "iotshield/kitchen/sensors/data", node.open_session())
     await publish(hass, "iotshield/kitchen/sensors/data", node.seal(v2_reading(1)))
     assert hass.states.get("sensor.kitchen_temperature").state == "21.5"
+
+
+async def setup_home_llm(hass: HomeAssistant, options: dict[str, Any]) -> MockConfigEntry:
+    """Load the home's LLM entry with the given options."""
+    home = MockConfigEntry(
+        domain=DOMAIN,
+        title="Home LLM",
+        unique_id=HOME_UNIQUE_ID,
+        minor_version=2,
+        data={CONF_KIND: KIND_HOME},
+        options=options,
+    )
+    home.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(home.entry_id)
+    await hass.async_block_till_done()
+    return home

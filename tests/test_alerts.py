@@ -23,24 +23,27 @@ from pytest_homeassistant_custom_component.common import (
     async_mock_service,
 )
 
-from custom_components.iotshield.alerts import llm_issue_id, notification_id
+from custom_components.iotshield.alerts import notification_id
 from custom_components.iotshield.const import (
     CONF_HOLD_TIME,
     CONF_LEGACY_TOPIC,
     CONF_LLM_COOLDOWN,
     CONF_LLM_ENABLED,
     CONF_LLM_KEEP_ALIVE,
+    CONF_LLM_PROVIDER,
     CONF_LLM_URL,
     CONF_MIN_SEVERITY,
     CONF_PUBLISH_INTERVAL,
     CONF_STALE_INTERVALS,
     CONF_THRESHOLDS,
     DOMAIN,
+    HOME_LLM_KEYS,
 )
+from custom_components.iotshield.home_llm import LLM_ISSUE_ID, home_entry
 from custom_components.iotshield.keys import private_key_pem
 
 from .envelope import encrypt, telemetry
-from .helpers import publish, setup_entry
+from .helpers import publish, setup_entry, setup_home_llm
 from .ollama_server import ANSWER, FakeOllama, free_port, ollama_server  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("mqtt_mock")
@@ -237,6 +240,7 @@ async def test_hold_time_keeps_the_incident_open(
     """With the default hold time, calm readings right after a hazard do not resolve it."""
     entry = MockConfigEntry(
         domain=DOMAIN,
+        minor_version=2,
         title="kitchen",
         unique_id="kitchen",
         data={
@@ -447,7 +451,7 @@ def _form_defaults(schema: Any) -> dict[str, Any]:
 async def _llm_options(
     hass: HomeAssistant, entry: MockConfigEntry, **changes: Any
 ) -> dict[str, Any]:
-    """Open the LLM step and submit its defaults with some changes."""
+    """Open the node's LLM step and submit its defaults with some changes."""
     result = await hass.config_entries.options.async_init(entry.entry_id)
     result = await hass.config_entries.options.async_configure(
         result["flow_id"], {"next_step_id": "llm"}
@@ -458,49 +462,90 @@ async def _llm_options(
     return await hass.config_entries.options.async_configure(result["flow_id"], values)
 
 
-async def test_llm_options_check_the_server(
+async def _home_llm_form(
+    hass: HomeAssistant, flow_id: str, schema: Any, **changes: Any
+) -> dict[str, Any]:
+    """Submit the home LLM's form with its defaults and some changes."""
+    values = _form_defaults(schema)
+    values.update(changes)
+    return await hass.config_entries.options.async_configure(flow_id, values)
+
+
+async def test_the_first_node_sets_up_the_home_llm(
     hass: HomeAssistant,
     mock_config_entry: MockConfigEntry,
     ollama_server: FakeOllama,  # noqa: F811
 ) -> None:
-    """Unreachable server, missing model and a broken prompt are errors; a good setup saves."""
+    """Switching a node's LLM on without a home LLM leads to its form, checked before saving."""
     await setup_entry(hass, mock_config_entry)
+    result = await _llm_options(hass, mock_config_entry, llm_enabled=True)
+    assert result["step_id"] == "home_llm"
+    # AI Task is offered only where Home Assistant runs it.
+    assert CONF_LLM_PROVIDER not in {str(key) for key in result["data_schema"].schema}
+    flow_id, schema = result["flow_id"], result["data_schema"]
     refused = f"http://127.0.0.1:{free_port()}"
-    result = await _llm_options(hass, mock_config_entry, llm_enabled=True, llm_url=refused)
+    result = await _home_llm_form(hass, flow_id, schema, llm_url=refused)
     assert result["errors"] == {"base": "cannot_connect"}
-    result = await _llm_options(
-        hass, mock_config_entry, llm_enabled=True, llm_url=ollama_server.url, llm_model="qwen3:8b"
+    result = await _home_llm_form(
+        hass, flow_id, schema, llm_url=ollama_server.url, llm_model="qwen3:8b"
     )
     assert result["errors"] == {"llm_model": "model_missing"}
-    result = await _llm_options(
-        hass, mock_config_entry, llm_enabled=True, llm_url=ollama_server.url, llm_prompt="{key}"
+    result = await _home_llm_form(
+        hass, flow_id, schema, llm_url=ollama_server.url, llm_prompt="{key}"
     )
     assert result["errors"] == {"llm_prompt": "invalid_prompt"}
-    # Switched off, the server is not asked.
-    result = await _llm_options(hass, mock_config_entry, llm_enabled=False, llm_url=refused)
+    assert home_entry(hass) is None
+    result = await _home_llm_form(hass, flow_id, schema, llm_url=ollama_server.url + "/")
     assert result["type"] is FlowResultType.CREATE_ENTRY
-    result = await _llm_options(
-        hass, mock_config_entry, llm_enabled=True, llm_url=ollama_server.url + "/"
-    )
-    assert result["type"] is FlowResultType.CREATE_ENTRY
-    await hass.async_block_till_done()
+    await hass.async_block_till_done(wait_background_tasks=True)
     assert mock_config_entry.options[CONF_LLM_ENABLED] is True
-    assert mock_config_entry.options[CONF_LLM_URL] == ollama_server.url
-    assert mock_config_entry.options["llm_model"] == "llama3.2:1b"
+    assert CONF_LLM_URL not in mock_config_entry.options
+    home = home_entry(hass)
+    assert home is not None
+    assert home.state is ConfigEntryState.LOADED
+    assert home.options[CONF_LLM_URL] == ollama_server.url
+    assert home.options["llm_model"] == "llama3.2:1b"
+    # The model was loaded ahead when the home's entry started.
+    assert ollama_server.preloads
+
+
+async def test_node_llm_options_with_a_home_llm(
+    hass: HomeAssistant,
+    mock_config_entry: MockConfigEntry,
+    ollama_server: FakeOllama,  # noqa: F811
+) -> None:
+    """With a home LLM, a node only opts out or names its own model, which is checked."""
+    await setup_home_llm(hass, {CONF_LLM_URL: ollama_server.url})
+    await setup_entry(hass, mock_config_entry)
+    result = await _llm_options(hass, mock_config_entry, llm_model="qwen3:8b")
+    assert result["errors"] == {"llm_model": "model_missing"}
+    ollama_server.models.append("qwen3:8b")
+    result = await _llm_options(hass, mock_config_entry, llm_model="qwen3:8b")
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert mock_config_entry.options["llm_model"] == "qwen3:8b"
+    # Switched off, nothing is asked of the server.
+    ollama_server.models.clear()
+    result = await _llm_options(hass, mock_config_entry, llm_enabled=False)
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert mock_config_entry.options[CONF_LLM_ENABLED] is False
 
 
 async def setup_with_options(
     hass: HomeAssistant, entry: MockConfigEntry, options: dict[str, Any]
 ) -> None:
-    """Load an entry with the given options."""
+    """Load a node entry with the given options; LLM settings go to the home's LLM entry."""
+    home = {key: value for key, value in options.items() if key in HOME_LLM_KEYS}
+    if home:
+        await setup_home_llm(hass, home)
     entry.add_to_hass(hass)
-    hass.config_entries.async_update_entry(entry, options=options)
+    node = {key: value for key, value in options.items() if key not in HOME_LLM_KEYS}
+    hass.config_entries.async_update_entry(entry, options=node)
     assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
 
 
 def llm_entry_options(url: str, **extra: Any) -> dict[str, Any]:
-    """Return options with the local LLM switched on."""
+    """Return options with the home's LLM at `url` and the node using it."""
     return {CONF_HOLD_TIME: 0, CONF_LLM_ENABLED: True, CONF_LLM_URL: url, **extra}
 
 
@@ -577,7 +622,7 @@ async def test_no_preload_when_the_model_unloads_after_each_answer(
     await hass.async_block_till_done(wait_background_tasks=True)
     assert ollama_server.preloads == []
     # A server that cannot be reached ahead raises no repair: only real requests count.
-    assert ir.async_get(hass).async_get_issue(DOMAIN, llm_issue_id("kitchen")) is None
+    assert ir.async_get(hass).async_get_issue(DOMAIN, LLM_ISSUE_ID) is None
 
 
 async def test_llm_cooldown_and_escalation(
@@ -621,18 +666,28 @@ async def test_unreachable_llm_never_delays_alerts_and_raises_a_repair(
     await feed(GAS_MEDIUM)
     await hass.async_block_till_done(wait_background_tasks=True)
     assert kinds(events) == ["opened"]
-    assert registry.async_get_issue(DOMAIN, llm_issue_id("kitchen")) is None
+    assert registry.async_get_issue(DOMAIN, LLM_ISSUE_ID) is None
     await feed(FIRE)
     await hass.async_block_till_done(wait_background_tasks=True)
     assert kinds(events) == ["opened", "escalated"]
     assert events[1].data["source"] == "rules"
-    issue = registry.async_get_issue(DOMAIN, llm_issue_id("kitchen"))
+    issue = registry.async_get_issue(DOMAIN, LLM_ISSUE_ID)
     assert issue is not None
     assert issue.translation_key == "llm_unreachable"
-    # Switching the LLM off clears the issue.
-    hass.config_entries.async_update_entry(mock_config_entry, options={CONF_HOLD_TIME: 0})
+    # New settings start afresh; removing the home's LLM clears the issue for good.
+    home = home_entry(hass)
+    assert home is not None
+    hass.config_entries.async_update_entry(home, options={**home.options, "llm_timeout": 5.0})
     await hass.async_block_till_done()
-    assert registry.async_get_issue(DOMAIN, llm_issue_id("kitchen")) is None
+    assert registry.async_get_issue(DOMAIN, LLM_ISSUE_ID) is None
+    await feed.calm_down()
+    for readings in (GAS_MEDIUM, FIRE):
+        await feed(readings)
+        await hass.async_block_till_done(wait_background_tasks=True)
+    assert registry.async_get_issue(DOMAIN, LLM_ISSUE_ID) is not None
+    await hass.config_entries.async_remove(home.entry_id)
+    await hass.async_block_till_done()
+    assert registry.async_get_issue(DOMAIN, LLM_ISSUE_ID) is None
 
 
 async def test_unloading_leaves_nothing_running(

@@ -49,5 +49,7 @@ async def test_diagnostics_redact_the_key(
     assert result["rejections"]["malformed"] == 1
     assert result["rejections"]["decrypt_failed"] == 0
     assert result["incident"] is None
-    assert result["llm"]["enabled"] is False
-    assert result["llm"]["model"] == "llama3.2:1b"
+    # The node would use the home's LLM with the home's model, but the home has none set up.
+    assert result["llm"]["enabled"] is True
+    assert result["llm"]["model"] is None
+    assert result["llm"]["home"] is None

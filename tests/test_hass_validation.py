@@ -178,6 +178,7 @@ def test_manifest_and_hacs() -> None:
         {
             vol.Required("domain"): "iotshield",
             vol.Required("name"): cv.string,
+            vol.Optional("after_dependencies"): [cv.string],
             vol.Required("codeowners"): vol.All([vol.Match(r"^@[\w-]+(/[\w-]+)?$")], vol.Length(1)),
             vol.Required("config_flow"): True,
             vol.Required("dependencies"): [cv.string],

@@ -76,6 +76,7 @@ async def test_unreadable_stored_key_is_an_error(hass: HomeAssistant) -> None:
     """A damaged stored key stops the entry with an error instead of crashing later."""
     entry = MockConfigEntry(
         domain=DOMAIN,
+        minor_version=2,
         title="kitchen",
         unique_id="kitchen",
         data={"node_id": "kitchen", "topic_prefix": "iotshield", CONF_PRIVATE_KEY: "damaged"},

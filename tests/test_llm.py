@@ -12,6 +12,8 @@ from custom_components.iotshield import llm
 from custom_components.iotshield.explain import Context
 from custom_components.iotshield.incidents import Explanation, Source
 from custom_components.iotshield.llm import (
+    AI_TASK_STRUCTURE,
+    AiTaskExplainer,
     ExplanationQueue,
     Failure,
     LLMError,
@@ -257,3 +259,104 @@ async def test_preload_of_a_missing_model(make_explainer: MakeExplainer) -> None
     with pytest.raises(LLMError) as err:
         await make_explainer(model="mistral:7b").async_preload()
     assert err.value.failure is Failure.MODEL_MISSING
+
+
+async def test_a_node_s_own_model_is_asked(
+    ollama_server: FakeOllama,  # noqa: F811
+    make_explainer: MakeExplainer,
+) -> None:
+    """The model named with a request wins over the settings' model, for that request only."""
+    ollama_server.models.append("qwen3:0.6b")
+    explainer = make_explainer()
+    await explainer.async_explain(CONTEXT, "English", "qwen3:0.6b")
+    await explainer.async_explain(CONTEXT)
+    assert [chat["model"] for chat in ollama_server.chats] == ["qwen3:0.6b", "llama3.2:1b"]
+
+
+class ScriptedGenerate:
+    """Stands in for `ai_task.generate_data`: answers in turn, records the requests."""
+
+    def __init__(self, *answers: Any) -> None:
+        """Answer these in turn (an exception is raised), repeating the last."""
+        self.answers = list(answers)
+        self.requests: list[dict[str, Any]] = []
+
+    async def __call__(self, request: dict[str, Any]) -> Any:
+        """Return or raise the next answer."""
+        self.requests.append(request)
+        answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        if isinstance(answer, BaseException):
+            raise answer
+        if isinstance(answer, float):
+            await asyncio.sleep(answer)
+        return answer
+
+
+def ai_task(generate: ScriptedGenerate, **overrides: Any) -> AiTaskExplainer:
+    """Return an AI Task explainer for entity ai_task.home with a short timeout."""
+    settings: dict[str, Any] = {
+        "provider": "ai_task",
+        "ai_task_entity": "ai_task.home",
+        "timeout": 0.5,
+        "prompt": "{rules} in {language}",
+    }
+    settings.update(overrides)
+    return AiTaskExplainer(LLMSettings(**settings), generate)
+
+
+async def test_ai_task_gets_the_prompt_and_a_structure() -> None:
+    """The request names the entity, carries the prompt and asks for the three text fields."""
+    generate = ScriptedGenerate({"conversation_id": "c", "data": dict(ANSWER)})
+    explanation = await ai_task(generate).async_explain(CONTEXT, "German")
+    assert explanation.title == ANSWER["title"]
+    assert explanation.source is Source.LLM
+    (request,) = generate.requests
+    assert request["entity_id"] == "ai_task.home"
+    assert request["instructions"] == "gas_high in German"
+    assert request["structure"] == AI_TASK_STRUCTURE
+    assert all(field["required"] for field in AI_TASK_STRUCTURE.values())
+
+
+async def test_ai_task_text_answer_holding_json_is_read() -> None:
+    """A provider without structured output answers text; JSON inside it is still read."""
+    text = 'Sure! {"title": "T", "explanation": "E", "suggested_action": "A"}'
+    explanation = await ai_task(ScriptedGenerate({"data": text})).async_explain(CONTEXT)
+    assert (explanation.title, explanation.explanation) == ("T", "E")
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        None,
+        "no data key",
+        {"data": None},
+        {"data": ["a"]},
+        {"data": {"title": "only"}},
+        {"data": {"title": 1, "explanation": "e", "suggested_action": "a"}},
+        {"data": {"title": "t" * 5000, "explanation": "e", "suggested_action": "a"}},
+        {"data": "words, no JSON"},
+    ],
+)
+async def test_ai_task_hostile_answers_are_malformed_and_bounded(answer: Any) -> None:
+    """Anything but three short texts is malformed: asked again twice, then refused."""
+    generate = ScriptedGenerate(answer)
+    with pytest.raises(LLMError) as caught:
+        await ai_task(generate).async_explain(CONTEXT)
+    assert caught.value.failure is Failure.MALFORMED
+    assert len(generate.requests) == 1 + llm.MALFORMED_RETRIES
+
+
+async def test_ai_task_errors_and_timeouts() -> None:
+    """A slow entity times out (not retried); a server error is retried once, then raised."""
+    slow = ScriptedGenerate(5.0)
+    with pytest.raises(LLMError) as caught:
+        await ai_task(slow, timeout=0.05).async_explain(CONTEXT)
+    assert caught.value.failure is Failure.TIMEOUT
+    assert len(slow.requests) == 1
+    failing = ScriptedGenerate(LLMError(Failure.SERVER_ERROR, "quota"))
+    with pytest.raises(LLMError) as caught:
+        await ai_task(failing).async_explain(CONTEXT)
+    assert caught.value.failure is Failure.SERVER_ERROR
+    assert len(failing.requests) == 1 + llm.SERVER_ERROR_RETRIES
+    recovering = ScriptedGenerate(LLMError(Failure.SERVER_ERROR, "busy"), {"data": dict(ANSWER)})
+    assert (await ai_task(recovering).async_explain(CONTEXT)).title == ANSWER["title"]

@@ -30,15 +30,18 @@ def test_config_flow_texts() -> None:
     """Steps, errors and abort reasons of the flows are all translated."""
     config = STRINGS["config"]
     # "confirm" is the repair flow's step, translated under issues.
-    option_steps = {"init", "node", "thresholds", "alerts", "llm"}
+    option_steps = {"init", "node", "thresholds", "alerts", "llm", "home_llm"}
     steps = _used(r'step_id="(\w+)"') - {"confirm"} - option_steps
     assert steps == set(config["step"])
     assert set(STRINGS["options"]["step"]) == option_steps
-    assert set(STRINGS["options"]["step"]["init"]["menu_options"]) == option_steps - {"init"}
+    # The Home LLM's form follows the node's LLM step; it is not a menu choice of its own.
+    menu = option_steps - {"init", "home_llm"}
+    assert set(STRINGS["options"]["step"]["init"]["menu_options"]) == menu
     option_errors = {problem.value for problem in ThresholdProblem} | {
         "invalid_prompt",
         "cannot_connect",
         "model_missing",
+        "ai_task_entity_missing",
     }
     assert option_errors == set(STRINGS["options"]["error"])
     assert option_errors - {p.value for p in ThresholdProblem} <= _used(r': "(\w+)"\}')
@@ -83,6 +86,7 @@ def test_entity_issue_and_exception_texts() -> None:
         Failure.UNREACHABLE.value,
         Failure.TIMEOUT.value,
         Failure.MODEL_MISSING.value,
+        "llm_ai_task_unavailable",
     }
     assert "no_announced_key" in issues["impersonation"]["fix_flow"]["abort"]
     assert set(issues["impersonation"]["fix_flow"]["step"]) == {"confirm"}

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 from homeassistant.components import mqtt
+from homeassistant.config_entries import SOURCE_IMPORT, ConfigEntry
 from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import ConfigEntryError, ConfigEntryNotReady
@@ -16,6 +18,8 @@ from homeassistant.util import dt as dt_util
 from .alerts import llm_issue_id
 from .const import (
     CONF_KEY_UNCONFIRMED,
+    CONF_LLM_ENABLED,
+    CONF_LLM_MODEL,
     CONF_NODE_ID,
     CONF_NODE_KEY,
     CONF_NODE_REV,
@@ -24,6 +28,8 @@ from .const import (
     CONF_PRIVATE_KEY,
     CONF_PROTOCOL,
     DOMAIN,
+    HOME_LLM_KEYS,
+    LOGGER,
     PROTOCOL_V1,
     PROTOCOL_V2,
 )
@@ -38,6 +44,14 @@ from .coordinator import (
     key_mismatch_issue_id,
     state_store,
     unauthenticated_issue_id,
+)
+from .home_llm import (
+    LLM_ISSUE_ID,
+    async_setup_home,
+    async_unload_home,
+    home_entry,
+    is_home_entry,
+    llm_settings,
 )
 from .keys import KeyImportError, fingerprint, load_private_key
 from .protocol import V1Decoder
@@ -74,8 +88,52 @@ def _load_keys(entry: IoTShieldConfigEntry, now: datetime) -> list[rsa.RSAPrivat
     return keys
 
 
+async def async_migrate_entry(hass: HomeAssistant, entry: ConfigEntry) -> bool:
+    """Move a node's own LLM settings (minor version 1) to the home's one LLM entry."""
+    if entry.version > 1:
+        return False
+    if entry.minor_version < 2 and not is_home_entry(entry):  # noqa: PLR2004 - the version
+        options = await _async_move_llm_settings(hass, dict(entry.options))
+        hass.config_entries.async_update_entry(entry, options=options, minor_version=2)
+    return True
+
+
+async def _async_move_llm_settings(hass: HomeAssistant, options: dict[str, Any]) -> dict[str, Any]:
+    """Return a node's options without its LLM settings, which the home entry then holds.
+
+    The first node with the LLM on creates the home entry with its settings; a later node whose
+    model differs keeps that model as its own, so no node changes what it asks.
+    """
+    own = {key: options.pop(key) for key in HOME_LLM_KEYS if key in options}
+    if not options.get(CONF_LLM_ENABLED):
+        # A node that had the LLM off (the old default) stays off.
+        options[CONF_LLM_ENABLED] = False
+        return options
+    home = home_entry(hass)
+    if home is None:
+        result = await hass.config_entries.flow.async_init(
+            DOMAIN, context={"source": SOURCE_IMPORT}, data=own
+        )
+        LOGGER.info("The node's LLM settings now serve the whole home (%s)", result.get("type"))
+        home = home_entry(hass)
+    wanted = llm_settings(own)
+    if home is None or llm_settings(home.options).model != wanted.model:
+        options[CONF_LLM_MODEL] = wanted.model
+    if home is not None and llm_settings(home.options).url != wanted.url:
+        LOGGER.warning(
+            "A node asked the LLM at %s; it now uses the home's at %s",
+            wanted.url,
+            llm_settings(home.options).url,
+        )
+    return options
+
+
 async def async_setup_entry(hass: HomeAssistant, entry: IoTShieldConfigEntry) -> bool:
     """Load the node's keys and state, create its entities and subscribe to its topics."""
+    if is_home_entry(entry):
+        await async_setup_home(hass, entry)  # type: ignore[arg-type]
+        entry.async_on_unload(entry.add_update_listener(_async_reload_home))
+        return True
     if not await mqtt.async_wait_for_mqtt_client(hass):
         raise ConfigEntryNotReady(translation_domain=DOMAIN, translation_key="mqtt_not_ready")
     try:
@@ -137,6 +195,11 @@ async def async_setup_entry(hass: HomeAssistant, entry: IoTShieldConfigEntry) ->
     return True
 
 
+async def _async_reload_home(hass: HomeAssistant, entry: ConfigEntry) -> None:
+    """Use the home's new LLM settings; nodes find the new explainer on their next request."""
+    await hass.config_entries.async_reload(entry.entry_id)
+
+
 async def _async_update_listener(hass: HomeAssistant, entry: IoTShieldConfigEntry) -> None:
     """Reload after the options or a reconfiguration changed the entry's settings.
 
@@ -149,6 +212,9 @@ async def _async_update_listener(hass: HomeAssistant, entry: IoTShieldConfigEntr
 
 async def async_unload_entry(hass: HomeAssistant, entry: IoTShieldConfigEntry) -> bool:
     """Unload the entities and write the session state; subscriptions go with the entry."""
+    if is_home_entry(entry):
+        async_unload_home(hass, entry)  # type: ignore[arg-type]
+        return True
     unloaded = await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
     await entry.runtime_data.async_flush()
     return unloaded
@@ -156,6 +222,9 @@ async def async_unload_entry(hass: HomeAssistant, entry: IoTShieldConfigEntry) -
 
 async def async_remove_entry(hass: HomeAssistant, entry: IoTShieldConfigEntry) -> None:
     """Drop the node's repair issues and stored state when the node is removed."""
+    if is_home_entry(entry):
+        ir.async_delete_issue(hass, DOMAIN, LLM_ISSUE_ID)
+        return
     node_id = entry.data[CONF_NODE_ID]
     for issue_id in (
         key_mismatch_issue_id(node_id),

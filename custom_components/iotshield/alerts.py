@@ -6,7 +6,6 @@ side: bus events, the persistent notification, repair issues and the background 
 
 from __future__ import annotations
 
-import asyncio
 from collections import deque
 from collections.abc import Callable, Mapping
 import time
@@ -22,24 +21,16 @@ from .const import (
     CONF_HOLD_TIME,
     CONF_LLM_COOLDOWN,
     CONF_LLM_ENABLED,
-    CONF_LLM_KEEP_ALIVE,
-    CONF_LLM_LANGUAGE,
     CONF_LLM_MODEL,
-    CONF_LLM_PROMPT,
-    CONF_LLM_TIMEOUT,
-    CONF_LLM_URL,
     CONF_MIN_SEVERITY,
     DEFAULT_LLM_COOLDOWN,
-    DEFAULT_LLM_LANGUAGE,
     DOMAIN,
     EVENT_PREFIX,
-    LLM_UNREACHABLE_AFTER,
     LOGGER,
     TREND_READINGS,
     TREND_SECONDS,
 )
 from .explain import (
-    DEFAULT_PROMPT,
     RULES_DECIDE_FROM,
     Context,
     Trend,
@@ -48,6 +39,7 @@ from .explain import (
     recheck_stored,
     rule_explanation,
 )
+from .home_llm import HOME_LLM, HomeLLM
 from .incidents import (
     DEFAULT_HOLD_SECONDS,
     Change,
@@ -57,46 +49,15 @@ from .incidents import (
     Source,
     Transition,
 )
-from .llm import (
-    DEFAULT_KEEP_ALIVE,
-    DEFAULT_MODEL,
-    DEFAULT_TIMEOUT,
-    DEFAULT_URL,
-    ExplanationQueue,
-    Failure,
-    LLMError,
-    LLMSettings,
-    OllamaExplainer,
-    create_connection,
-)
+from .llm import ExplanationQueue, Failure, LLMError
 from .severity import Assessment, Level
 from .texts import AlertTexts, for_language
 
 type Readings = dict[str, float | bool | None]
 
 
-def llm_settings(options: Mapping[str, Any]) -> LLMSettings:
-    """Return the LLM settings of an entry's options, with defaults."""
-    return LLMSettings(
-        url=str(options.get(CONF_LLM_URL, DEFAULT_URL)),
-        model=str(options.get(CONF_LLM_MODEL, DEFAULT_MODEL)),
-        timeout=float(options.get(CONF_LLM_TIMEOUT, DEFAULT_TIMEOUT)),
-        keep_alive=int(options.get(CONF_LLM_KEEP_ALIVE, DEFAULT_KEEP_ALIVE)),
-        language=str(options.get(CONF_LLM_LANGUAGE) or DEFAULT_LLM_LANGUAGE),
-        prompt=str(options.get(CONF_LLM_PROMPT) or DEFAULT_PROMPT),
-    )
-
-
-async def async_create_explainer(hass: HomeAssistant, settings: LLMSettings) -> OllamaExplainer:
-    """Create an explainer; its HTTP client is built in the executor (it reads certificates)."""
-    connection = await hass.async_add_executor_job(
-        create_connection, settings.url, settings.timeout
-    )
-    return OllamaExplainer(settings, connection)
-
-
 def llm_issue_id(node_id: str) -> str:
-    """Return the repair issue id raised while a node's LLM cannot be used."""
+    """Return the repair issue id a node raised for its own LLM before the home had one."""
     return f"llm_unavailable_{node_id}"
 
 
@@ -128,12 +89,10 @@ class NodeAlerts:
         self.restored = self.tracker.restore(stored)
         self._on_change = on_change
         self._cooldown = float(options.get(CONF_LLM_COOLDOWN, DEFAULT_LLM_COOLDOWN))
-        self.llm_enabled = bool(options.get(CONF_LLM_ENABLED, False))
-        self.settings = llm_settings(options)
-        self._explainer: OllamaExplainer | None = None
-        self._lock = asyncio.Lock()
+        # Nodes use the home's LLM unless told not to; a node may name its own model.
+        self.llm_enabled = bool(options.get(CONF_LLM_ENABLED, True))
+        self.model = str(options.get(CONF_LLM_MODEL) or "")
         self._last_asked: dict[Level, float] = {}
-        self._unreachable = 0
         self._history: deque[tuple[float, Readings]] = deque(maxlen=TREND_READINGS)
         self.latest: Readings = {}
         self.anomalies: dict[str, int] = {}
@@ -152,32 +111,19 @@ class NodeAlerts:
             )
 
     async def async_start(self) -> None:
-        """Create the LLM client and show an incident that was open before a restart."""
-        if self.llm_enabled:
-            self._explainer = explainer = await async_create_explainer(self.hass, self.settings)
-            self.entry.async_on_unload(explainer.async_close)
-            if self.settings.keep_alive != 0:
-                # Loaded ahead, the first incident's explanation does not wait for a cold model.
-                self.entry.async_create_background_task(
-                    self.hass, self._async_preload(explainer), f"{DOMAIN} {self.node_id} preload"
-                )
-        else:
-            ir.async_delete_issue(self.hass, DOMAIN, llm_issue_id(self.node_id))
+        """Show an incident that was open before a restart."""
+        # Nodes once had their own LLM settings and repair; the home's entry has both now.
+        ir.async_delete_issue(self.hass, DOMAIN, llm_issue_id(self.node_id))
         incident = self.tracker.incident
         if incident is not None and not incident.acknowledged:
             # Notifications do not survive a restart; the incident does. Show it again quietly:
             # no event, so no automation or phone is alerted twice.
             self._notify(incident, resolved=False)
 
-    async def _async_preload(self, explainer: OllamaExplainer) -> None:
-        """Load the model now; a failure is only logged (the first request will say more)."""
-        async with self._lock:
-            try:
-                seconds = await explainer.async_preload()
-            except LLMError as err:
-                LOGGER.debug("Could not load the model for node %s ahead: %s", self.node_id, err)
-            else:
-                LOGGER.debug("Model for node %s loaded ahead in %.1f s", self.node_id, seconds)
+    @property
+    def home(self) -> HomeLLM | None:
+        """Return the home's LLM when it is set up and this node uses it."""
+        return self.hass.data.get(HOME_LLM) if self.llm_enabled else None
 
     @property
     def texts(self) -> AlertTexts:
@@ -263,7 +209,7 @@ class NodeAlerts:
 
     def _maybe_ask_llm(self, change: Change) -> None:
         """Queue an LLM explanation, unless the same severity was explained moments ago."""
-        if self._explainer is None:
+        if self.home is None:
             return
         level = change.incident.level
         now = time.monotonic()
@@ -280,13 +226,11 @@ class NodeAlerts:
         self.queue.submit(incident.incident_id, self.context(level, incident.rules))
 
     async def _async_explain_locked(self, context: Context) -> Explanation:
-        """Ask the model, one request at a time for this node."""
-        if self._explainer is None:
-            raise LLMError(Failure.UNREACHABLE, "the local LLM is switched off")
-        async with self._lock:
-            # An explicit option wins; otherwise the model answers in the alerts' language.
-            language = self.settings.language or self.texts.language_name
-            return await self._explainer.async_explain(context, language)
+        """Ask the home's model, which takes one request at a time for the whole home."""
+        home = self.home
+        if home is None:
+            raise LLMError(Failure.UNREACHABLE, "the home has no LLM set up")
+        return await home.async_explain(context, self.texts.language_name, self.model)
 
     @callback
     def _on_llm_result(self, incident_id: str, context: Context, answer: Explanation) -> None:
@@ -320,30 +264,14 @@ class NodeAlerts:
         self._llm_failed(err)
 
     def _llm_worked(self) -> None:
-        """Forget earlier failures."""
-        self._unreachable = 0
-        ir.async_delete_issue(self.hass, DOMAIN, llm_issue_id(self.node_id))
+        """Forget the home's earlier failures."""
+        if (home := self.home) is not None:
+            home.worked()
 
     def _llm_failed(self, err: LLMError) -> None:
-        """Count failures that a user must fix and raise a repair issue for them."""
-        if err.failure in (Failure.MALFORMED, Failure.SERVER_ERROR):
-            return
-        self._unreachable += 1
-        if err.failure is not Failure.MODEL_MISSING and self._unreachable < LLM_UNREACHABLE_AFTER:
-            return
-        ir.async_create_issue(
-            self.hass,
-            DOMAIN,
-            llm_issue_id(self.node_id),
-            is_fixable=False,
-            severity=ir.IssueSeverity.WARNING,
-            translation_key=err.failure.value,
-            translation_placeholders={
-                "node_id": self.node_id,
-                "url": self.settings.url,
-                "model": self.settings.model,
-            },
-        )
+        """Count a failure against the home's LLM, which raises the repair issue."""
+        if (home := self.home) is not None:
+            home.failed(err)
 
     async def async_explain_now(self) -> dict[str, Any]:
         """Explain the node's current state now (the explain service)."""
@@ -355,7 +283,7 @@ class NodeAlerts:
         context = self.context(level, rules)
         texts = self.texts
         explanation = rule_explanation(context, texts)
-        if self._explainer is not None and self.latest:
+        if self.home is not None and self.latest:
             try:
                 answer = await self._async_explain_locked(context)
             except LLMError as err:
@@ -374,16 +302,15 @@ class NodeAlerts:
         }
 
     def llm_summary(self) -> dict[str, Any]:
-        """Describe the LLM's settings and queue, for diagnostics (the prompt is the user's)."""
+        """Describe the node's use of the home's LLM and its queue, for diagnostics."""
+        home = self.home
         return {
             "enabled": self.llm_enabled,
-            "url": self.settings.url,
-            "model": self.settings.model,
-            "timeout": self.settings.timeout,
+            "model": self.model or None,
+            "home": None if home is None else home.summary(),
             "busy": self.queue.busy,
             "pending": self.queue.pending,
             "dropped": self.queue.dropped,
-            "failures_in_a_row": self._unreachable,
         }
 
     # Delivery

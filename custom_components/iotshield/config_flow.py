@@ -8,6 +8,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import rsa
 from homeassistant.components.mqtt import DOMAIN as MQTT_DOMAIN
 from homeassistant.config_entries import (
+    SOURCE_IMPORT,
     SOURCE_MQTT,
     SOURCE_RECONFIGURE,
     ConfigEntry,
@@ -16,9 +17,11 @@ from homeassistant.config_entries import (
     ConfigFlowResult,
     OptionsFlow,
 )
-from homeassistant.core import callback
+from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.selector import (
     BooleanSelector,
+    EntitySelector,
+    EntitySelectorConfig,
     NumberSelector,
     NumberSelectorConfig,
     NumberSelectorMode,
@@ -32,19 +35,21 @@ from homeassistant.helpers.selector import (
 from homeassistant.helpers.service_info.mqtt import MqttServiceInfo
 import voluptuous as vol
 
-from .alerts import async_create_explainer, llm_settings
 from .const import (
     ANOMALY_LEVELS,
     CONF_ANOMALY_LEVEL,
     CONF_HOLD_TIME,
     CONF_KEY_SOURCE,
+    CONF_KIND,
     CONF_LEGACY_TOPIC,
+    CONF_LLM_AI_TASK_ENTITY,
     CONF_LLM_COOLDOWN,
     CONF_LLM_ENABLED,
     CONF_LLM_KEEP_ALIVE,
     CONF_LLM_LANGUAGE,
     CONF_LLM_MODEL,
     CONF_LLM_PROMPT,
+    CONF_LLM_PROVIDER,
     CONF_LLM_TIMEOUT,
     CONF_LLM_URL,
     CONF_MIN_SEVERITY,
@@ -63,9 +68,11 @@ from .const import (
     DEFAULT_STALE_INTERVALS,
     DEFAULT_TOPIC_PREFIX,
     DOMAIN,
+    HOME_UNIQUE_ID,
     KEY_SOURCE_GENERATE,
     KEY_SOURCE_IMPORT,
     KEY_SOURCE_KEEP,
+    KIND_HOME,
     MAX_DISCOVERY_FLOWS,
     MAX_PUBLISH_INTERVAL,
     MAX_STALE_INTERVALS,
@@ -80,6 +87,14 @@ from .const import (
 )
 from .coordinator import IoTShieldCoordinator
 from .explain import DEFAULT_PROMPT, PromptError, check_prompt
+from .home_llm import (
+    AI_TASK_DOMAIN,
+    ai_task_available,
+    async_create_explainer,
+    home_entry,
+    is_home_entry,
+    llm_settings,
+)
 from .incidents import DEFAULT_HOLD_SECONDS
 from .keys import (
     KeyImportError,
@@ -90,7 +105,7 @@ from .keys import (
     private_key_pem,
     public_key_pem,
 )
-from .llm import Failure, LLMError
+from .llm import PROVIDER_AI_TASK, PROVIDER_OLLAMA, Failure, LLMError
 from .protocol import (
     is_valid_node_id,
     is_valid_topic_prefix,
@@ -137,7 +152,8 @@ class IoTShieldConfigFlow(ConfigFlow, domain=DOMAIN):
     """Pair Home Assistant with one IoTShield node."""
 
     VERSION = 1
-    MINOR_VERSION = 1
+    # 2: the LLM settings belong to the home's entry, no longer to each node.
+    MINOR_VERSION = 2
 
     def __init__(self) -> None:
         """Start with nothing chosen."""
@@ -149,9 +165,19 @@ class IoTShieldConfigFlow(ConfigFlow, domain=DOMAIN):
 
     @staticmethod
     @callback
-    def async_get_options_flow(config_entry: ConfigEntry) -> IoTShieldOptionsFlow:
-        """Return the options flow."""
+    def async_get_options_flow(config_entry: ConfigEntry) -> OptionsFlow:
+        """Return the node's options flow, or the home LLM's."""
+        if is_home_entry(config_entry):
+            return HomeLLMOptionsFlow()
         return IoTShieldOptionsFlow()
+
+    async def async_step_import(self, import_data: dict[str, Any]) -> ConfigFlowResult:
+        """Create the home's LLM entry (from a node's options, or a node's old settings)."""
+        await self.async_set_unique_id(HOME_UNIQUE_ID)
+        self._abort_if_unique_id_configured()
+        return self.async_create_entry(
+            title=HOME_LLM_TITLE, data={CONF_KIND: KIND_HOME}, options=import_data
+        )
 
     def _mqtt_is_set_up(self) -> bool:
         """Say whether Home Assistant's MQTT integration is loaded (nodes talk through it)."""
@@ -493,6 +519,9 @@ def _threshold_field(name: str, field: str) -> str:
 class IoTShieldOptionsFlow(OptionsFlow):
     """Tune a node: its timing and topics, thresholds, incidents and the local LLM."""
 
+    # The node's choices, kept while the home's LLM is set up in the next step.
+    _node_llm: dict[str, Any]
+
     async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Offer the groups of options."""
         return self.async_show_menu(
@@ -595,66 +624,164 @@ class IoTShieldOptionsFlow(OptionsFlow):
         return self.async_show_form(step_id="alerts", data_schema=schema)
 
     async def async_step_llm(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
-        """Set up the local LLM; the server and the model are checked before saving."""
+        """Choose whether this node's incidents are explained by the home's LLM."""
         errors: dict[str, str] = {}
         options = {**self.config_entry.options}
+        home = home_entry(self.hass)
         if user_input is not None:
             changes = {
                 CONF_LLM_ENABLED: bool(user_input[CONF_LLM_ENABLED]),
-                CONF_LLM_URL: str(user_input[CONF_LLM_URL]).strip().rstrip("/"),
-                CONF_LLM_MODEL: str(user_input[CONF_LLM_MODEL]).strip(),
-                CONF_LLM_TIMEOUT: float(user_input[CONF_LLM_TIMEOUT]),
-                CONF_LLM_KEEP_ALIVE: int(user_input[CONF_LLM_KEEP_ALIVE]),
+                CONF_LLM_MODEL: str(user_input.get(CONF_LLM_MODEL) or "").strip(),
                 CONF_LLM_COOLDOWN: int(user_input[CONF_LLM_COOLDOWN]),
-                CONF_LLM_LANGUAGE: str(user_input.get(CONF_LLM_LANGUAGE) or "").strip(),
-                CONF_LLM_PROMPT: str(user_input.get(CONF_LLM_PROMPT) or "").strip(),
             }
-            errors = await self._async_check_llm(changes)
+            if changes[CONF_LLM_ENABLED] and home is None:
+                # The home has no LLM yet: set it up once, here, for every node.
+                self._node_llm = changes
+                return await self.async_step_home_llm()
+            if changes[CONF_LLM_ENABLED] and changes[CONF_LLM_MODEL] and home is not None:
+                settings = llm_settings(home.options)
+                if settings.provider == PROVIDER_OLLAMA:
+                    errors = await async_check_llm(
+                        self.hass, {**home.options, CONF_LLM_MODEL: changes[CONF_LLM_MODEL]}
+                    )
             if not errors:
                 return self._save(changes)
             options.update(changes)
-        settings = llm_settings(options)
         schema = vol.Schema(
             {
                 vol.Required(
-                    CONF_LLM_ENABLED, default=bool(options.get(CONF_LLM_ENABLED, False))
+                    CONF_LLM_ENABLED, default=bool(options.get(CONF_LLM_ENABLED, True))
                 ): BooleanSelector(),
-                vol.Required(CONF_LLM_URL, default=settings.url): TextSelector(
-                    TextSelectorConfig(type=TextSelectorType.URL)
-                ),
-                vol.Required(CONF_LLM_MODEL, default=settings.model): TextSelector(),
-                vol.Required(CONF_LLM_TIMEOUT, default=settings.timeout): _seconds(1, 600),
-                vol.Required(CONF_LLM_KEEP_ALIVE, default=settings.keep_alive): _seconds(-1, 86400),
+                # Optional: left empty, the node uses the home's model.
+                vol.Optional(
+                    CONF_LLM_MODEL, description={"suggested_value": options.get(CONF_LLM_MODEL)}
+                ): TextSelector(),
                 vol.Required(
                     CONF_LLM_COOLDOWN,
                     default=options.get(CONF_LLM_COOLDOWN, DEFAULT_LLM_COOLDOWN),
                 ): _seconds(0, 86400),
-                # Optional: left empty, the model follows Home Assistant's language.
-                vol.Optional(
-                    CONF_LLM_LANGUAGE, description={"suggested_value": settings.language}
-                ): TextSelector(),
-                vol.Required(CONF_LLM_PROMPT, default=settings.prompt): TextSelector(
-                    TextSelectorConfig(multiline=True)
-                ),
             }
         )
-        return self.async_show_form(step_id="llm", data_schema=schema, errors=errors)
+        return self.async_show_form(
+            step_id="llm",
+            data_schema=schema,
+            errors=errors,
+            description_placeholders={"home": HOME_LLM_TITLE},
+        )
 
-    async def _async_check_llm(self, changes: dict[str, Any]) -> dict[str, str]:
-        """Return form errors: a broken prompt, an unreachable server or a missing model."""
-        try:
-            check_prompt(changes[CONF_LLM_PROMPT] or DEFAULT_PROMPT)
-        except PromptError:
-            return {CONF_LLM_PROMPT: "invalid_prompt"}
-        if not changes[CONF_LLM_ENABLED]:
-            return {}
-        explainer = await async_create_explainer(self.hass, llm_settings(changes))
-        try:
-            await explainer.async_check()
-        except LLMError as err:
-            if err.failure is Failure.MODEL_MISSING:
-                return {CONF_LLM_MODEL: "model_missing"}
-            return {"base": "cannot_connect"}
-        finally:
-            await explainer.async_close()
-        return {}
+    async def async_step_home_llm(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Set up the home's LLM, which every node then uses; checked before saving."""
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            changes = home_llm_changes(user_input)
+            errors = await async_check_llm(self.hass, changes)
+            if not errors:
+                await self.hass.config_entries.flow.async_init(
+                    DOMAIN, context={"source": SOURCE_IMPORT}, data=changes
+                )
+                return self._save(self._node_llm)
+        return self.async_show_form(
+            step_id="home_llm",
+            data_schema=home_llm_schema(self.hass, user_input or {}),
+            errors=errors,
+        )
+
+
+class HomeLLMOptionsFlow(OptionsFlow):
+    """Change the LLM every node of the home uses."""
+
+    async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Open the home LLM's one form."""
+        return await self.async_step_home_llm()
+
+    async def async_step_home_llm(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Edit the home's LLM; the server and the model (or the AI Task) are checked first."""
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            changes = home_llm_changes(user_input)
+            errors = await async_check_llm(self.hass, changes)
+            if not errors:
+                return self.async_create_entry(data=changes)
+        return self.async_show_form(
+            step_id="home_llm",
+            data_schema=home_llm_schema(self.hass, user_input or self.config_entry.options),
+            errors=errors,
+        )
+
+
+HOME_LLM_TITLE = "Home LLM"
+
+
+def home_llm_changes(user_input: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the home LLM's options from a submitted form."""
+    return {
+        CONF_LLM_PROVIDER: str(user_input.get(CONF_LLM_PROVIDER) or PROVIDER_OLLAMA),
+        CONF_LLM_URL: str(user_input[CONF_LLM_URL]).strip().rstrip("/"),
+        CONF_LLM_MODEL: str(user_input[CONF_LLM_MODEL]).strip(),
+        CONF_LLM_TIMEOUT: float(user_input[CONF_LLM_TIMEOUT]),
+        CONF_LLM_KEEP_ALIVE: int(user_input[CONF_LLM_KEEP_ALIVE]),
+        CONF_LLM_LANGUAGE: str(user_input.get(CONF_LLM_LANGUAGE) or "").strip(),
+        CONF_LLM_PROMPT: str(user_input.get(CONF_LLM_PROMPT) or "").strip(),
+        CONF_LLM_AI_TASK_ENTITY: str(user_input.get(CONF_LLM_AI_TASK_ENTITY) or ""),
+    }
+
+
+def home_llm_schema(hass: HomeAssistant, options: Mapping[str, Any]) -> vol.Schema:
+    """Return the home LLM's form; AI Task is offered only where Home Assistant has it."""
+    settings = llm_settings(options)
+    fields: dict[Any, Any] = {}
+    if ai_task_available(hass):
+        fields[vol.Required(CONF_LLM_PROVIDER, default=settings.provider)] = _choice_selector(
+            CONF_LLM_PROVIDER, PROVIDER_OLLAMA, PROVIDER_AI_TASK
+        )
+        fields[
+            vol.Optional(
+                CONF_LLM_AI_TASK_ENTITY,
+                description={"suggested_value": settings.ai_task_entity or None},
+            )
+        ] = EntitySelector(EntitySelectorConfig(domain=AI_TASK_DOMAIN))
+    fields.update(
+        {
+            vol.Required(CONF_LLM_URL, default=settings.url): TextSelector(
+                TextSelectorConfig(type=TextSelectorType.URL)
+            ),
+            vol.Required(CONF_LLM_MODEL, default=settings.model): TextSelector(),
+            vol.Required(CONF_LLM_TIMEOUT, default=settings.timeout): _seconds(1, 600),
+            vol.Required(CONF_LLM_KEEP_ALIVE, default=settings.keep_alive): _seconds(-1, 86400),
+            # Optional: left empty, the model follows Home Assistant's language.
+            vol.Optional(
+                CONF_LLM_LANGUAGE, description={"suggested_value": settings.language}
+            ): TextSelector(),
+            vol.Required(CONF_LLM_PROMPT, default=settings.prompt): TextSelector(
+                TextSelectorConfig(multiline=True)
+            ),
+        }
+    )
+    return vol.Schema(fields)
+
+
+async def async_check_llm(hass: HomeAssistant, changes: Mapping[str, Any]) -> dict[str, str]:
+    """Return form errors: a broken prompt, an unreachable server or a missing model or entity."""
+    try:
+        check_prompt(changes.get(CONF_LLM_PROMPT) or DEFAULT_PROMPT)
+    except PromptError:
+        return {CONF_LLM_PROMPT: "invalid_prompt"}
+    settings = llm_settings(changes)
+    if settings.provider == PROVIDER_AI_TASK and not settings.ai_task_entity:
+        return {CONF_LLM_AI_TASK_ENTITY: "ai_task_entity_missing"}
+    explainer = await async_create_explainer(hass, settings)
+    try:
+        await explainer.async_check()
+    except LLMError as err:
+        if err.failure is Failure.MODEL_MISSING:
+            if settings.provider == PROVIDER_AI_TASK:
+                return {CONF_LLM_AI_TASK_ENTITY: "ai_task_entity_missing"}
+            return {CONF_LLM_MODEL: "model_missing"}
+        return {"base": "cannot_connect"}
+    finally:
+        await explainer.async_close()
+    return {}

@@ -108,6 +108,24 @@ CONF_LLM_KEEP_ALIVE: Final = "llm_keep_alive"
 CONF_LLM_LANGUAGE: Final = "llm_language"
 CONF_LLM_PROMPT: Final = "llm_prompt"
 CONF_LLM_COOLDOWN: Final = "llm_cooldown"
+CONF_LLM_PROVIDER: Final = "llm_provider"
+CONF_LLM_AI_TASK_ENTITY: Final = "llm_ai_task_entity"
+# The home's one LLM is a config entry of its own (data {kind: home}); nodes only say whether
+# they use it and may name their own model. These are its options (they were a node's before).
+CONF_KIND: Final = "kind"
+KIND_HOME: Final = "home"
+# Not a valid node id (no colon is), so it can never collide with a node's unique id.
+HOME_UNIQUE_ID: Final = "home:llm"
+HOME_LLM_KEYS: Final = (
+    CONF_LLM_PROVIDER,
+    CONF_LLM_URL,
+    CONF_LLM_MODEL,
+    CONF_LLM_TIMEOUT,
+    CONF_LLM_KEEP_ALIVE,
+    CONF_LLM_LANGUAGE,
+    CONF_LLM_PROMPT,
+    CONF_LLM_AI_TASK_ENTITY,
+)
 DEFAULT_LLM_COOLDOWN: Final = 300
 # Empty: the model answers in Home Assistant's language, as the alerts are written.
 DEFAULT_LLM_LANGUAGE: Final = ""

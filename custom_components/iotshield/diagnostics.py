@@ -10,6 +10,7 @@ from homeassistant.core import HomeAssistant
 
 from .const import CONF_PREVIOUS_PRIVATE_KEY, CONF_PRIVATE_KEY
 from .coordinator import IoTShieldConfigEntry
+from .home_llm import HomeLLM, is_home_entry
 
 TO_REDACT = {CONF_PRIVATE_KEY, CONF_PREVIOUS_PRIVATE_KEY}
 
@@ -18,6 +19,9 @@ async def async_get_config_entry_diagnostics(
     hass: HomeAssistant, entry: IoTShieldConfigEntry
 ) -> dict[str, Any]:
     """Return the entry, the node's state, rejection counters, open incident and LLM state."""
+    if is_home_entry(entry):
+        home: HomeLLM = entry.runtime_data  # type: ignore[assignment]
+        return {"entry": entry.as_dict(), "llm": home.summary()}
     coordinator = entry.runtime_data
     data = coordinator.data
     return {

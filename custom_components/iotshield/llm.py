@@ -1,4 +1,4 @@
-"""The local LLM: Ollama's async client, bounded calls, and a small queue that never floods it.
+"""The home's LLM: Ollama's client or an AI Task, bounded calls, and a queue that never floods it.
 
 No Home Assistant import. A slow, cold, busy or offline model must never delay an alert: callers
 always have the rule-based explanation first, and this module only upgrades it when it can.
@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 import inspect
+import json
 from typing import Any, Final
 
 import httpx
@@ -24,6 +25,10 @@ DEFAULT_URL: Final = "http://localhost:11434"
 DEFAULT_MODEL: Final = "llama3.2:1b"
 DEFAULT_TIMEOUT: Final = 30.0
 DEFAULT_KEEP_ALIVE: Final = 600
+# Who writes the explanations: Ollama through its client, or an AI Task entity of Home Assistant.
+PROVIDER_OLLAMA: Final = "ollama"
+PROVIDER_AI_TASK: Final = "ai_task"
+PROVIDERS: Final = (PROVIDER_OLLAMA, PROVIDER_AI_TASK)
 # A malformed answer is asked again this many times; other failures are not retried.
 MALFORMED_RETRIES: Final = 2
 SERVER_ERROR_RETRIES: Final = 1
@@ -57,6 +62,7 @@ class LLMError(Exception):
 class LLMSettings:
     """How to reach the model and what to ask it."""
 
+    provider: str = PROVIDER_OLLAMA
     url: str = DEFAULT_URL
     model: str = DEFAULT_MODEL
     timeout: float = DEFAULT_TIMEOUT
@@ -64,6 +70,8 @@ class LLMSettings:
     # Empty: the caller's language (Home Assistant's).
     language: str = ""
     prompt: str = ""
+    # The AI Task entity asked when the provider is `ai_task`.
+    ai_task_entity: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,12 +124,56 @@ _CLIENT_ERRORS: Final = (
 )
 
 
-class OllamaExplainer:
+class Explainer:
+    """Asks a model for explanations with the integration's prompt, within bounded retries."""
+
+    def __init__(self, settings: LLMSettings) -> None:
+        """Keep the settings the prompt and the calls are made from."""
+        self.settings = settings
+
+    async def async_close(self) -> None:
+        """Release what the explainer holds; nothing by default."""
+
+    async def async_check(self) -> None:
+        """Raise LLMError when the model cannot be used."""
+
+    async def async_preload(self) -> float:
+        """Load the model ahead; return the seconds it took (0 when there is nothing to load)."""
+        return 0.0
+
+    async def async_explain(
+        self, context: Context, language: str = "", model: str = ""
+    ) -> Explanation:
+        """Return the model's explanation of a context in a language, or raise LLMError.
+
+        `model` overrides the settings' model for this request (a node may use its own).
+        """
+        answer_in = language or self.settings.language or "English"
+        prompt = build_prompt(self.settings.prompt, context, answer_in)
+        malformed = server_errors = 0
+        while True:
+            try:
+                return await self._async_ask(prompt, model or self.settings.model)
+            except LLMError as err:
+                if err.failure is Failure.MALFORMED and malformed < MALFORMED_RETRIES:
+                    malformed += 1
+                elif err.failure is Failure.SERVER_ERROR and server_errors < SERVER_ERROR_RETRIES:
+                    server_errors += 1
+                    await asyncio.sleep(RETRY_DELAY)
+                else:
+                    raise
+
+    async def _async_ask(self, prompt: str, model: str) -> Explanation:
+        """Make one request for a structured answer."""
+        raise NotImplementedError
+
+
+class OllamaExplainer(Explainer):
     """Asks one Ollama server for explanations, within a timeout and bounded retries."""
 
     def __init__(self, settings: LLMSettings, connection: Connection) -> None:
         """Use a connection made by `create_connection` for the settings' URL."""
-        self.settings = settings
+        super().__init__(settings)
         self._client = connection.client
         self._transport = connection.transport
 
@@ -155,30 +207,13 @@ class OllamaExplainer:
             raise _failure_of(err) from err
         return (response.load_duration or 0) / 1e9
 
-    async def async_explain(self, context: Context, language: str = "") -> Explanation:
-        """Return the model's explanation of a context in a language, or raise LLMError."""
-        answer_in = language or self.settings.language or "English"
-        prompt = build_prompt(self.settings.prompt, context, answer_in)
-        malformed = server_errors = 0
-        while True:
-            try:
-                return await self._async_ask(prompt)
-            except LLMError as err:
-                if err.failure is Failure.MALFORMED and malformed < MALFORMED_RETRIES:
-                    malformed += 1
-                elif err.failure is Failure.SERVER_ERROR and server_errors < SERVER_ERROR_RETRIES:
-                    server_errors += 1
-                    await asyncio.sleep(RETRY_DELAY)
-                else:
-                    raise
-
-    async def _async_ask(self, prompt: str) -> Explanation:
+    async def _async_ask(self, prompt: str, model: str) -> Explanation:
         """Make one chat request for a structured answer."""
         extra: dict[str, Any] = {"think": False} if _CHAT_TAKES_THINK else {}
         try:
             async with asyncio.timeout(self.settings.timeout):
                 response = await self._client.chat(
-                    model=self.settings.model,
+                    model=model,
                     messages=[{"role": "user", "content": prompt}],
                     format=ANSWER_SCHEMA,
                     options={"temperature": 0.2},
@@ -192,6 +227,74 @@ class OllamaExplainer:
             return parse_answer(response.message.content or "")
         except AnswerError as err:
             raise LLMError(Failure.MALFORMED, str(err)) from err
+
+
+# What an AI Task is asked to fill in: the same three fields as ANSWER_SCHEMA, as text.
+AI_TASK_STRUCTURE: Final[dict[str, dict[str, Any]]] = {
+    "title": {"description": "A short title", "required": True, "selector": {"text": {}}},
+    "explanation": {
+        "description": "Two sentences for a non-expert: what is probably happening",
+        "required": True,
+        "selector": {"text": {}},
+    },
+    "suggested_action": {
+        "description": "One concrete suggested action",
+        "required": True,
+        "selector": {"text": {}},
+    },
+}
+# An AI Task's answer field longer than this is refused unread (every field is far shorter).
+MAX_AI_TASK_FIELD: Final = 4_096
+
+type GenerateData = Callable[[dict[str, Any]], Awaitable[Any]]
+
+
+class AiTaskExplainer(Explainer):
+    """Asks an AI Task entity (any model Home Assistant knows) for the same structured answer."""
+
+    def __init__(self, settings: LLMSettings, generate: GenerateData) -> None:
+        """Use `generate`, which calls `ai_task.generate_data` and returns its response.
+
+        It raises LLMError for what Home Assistant raised; anything it returns is hostile.
+        """
+        super().__init__(settings)
+        self._generate = generate
+
+    async def _async_ask(self, prompt: str, model: str) -> Explanation:
+        """Make one generate_data request; the entity's own model is used, not `model`."""
+        request = {
+            "task_name": "IoTShield incident explanation",
+            "entity_id": self.settings.ai_task_entity,
+            "instructions": prompt,
+            "structure": AI_TASK_STRUCTURE,
+        }
+        try:
+            async with asyncio.timeout(self.settings.timeout):
+                response = await self._generate(request)
+        except TimeoutError as err:
+            raise LLMError(Failure.TIMEOUT, "no answer in time") from err
+        return explanation_from_data(response)
+
+
+def explanation_from_data(response: Any) -> Explanation:
+    """Read an AI Task's response (`{"data": {...}}`) as a checked explanation; raise LLMError."""
+    data = response.get("data") if isinstance(response, Mapping) else None
+    if isinstance(data, str):
+        # A provider without structured output answers text, which may still be the JSON.
+        text = data[: MAX_AI_TASK_FIELD * len(AI_TASK_STRUCTURE)]
+    elif isinstance(data, Mapping):
+        # Only the asked-for fields are read, and only when they are text of a sane size.
+        fields = {name: data.get(name) for name in AI_TASK_STRUCTURE}
+        for name, value in fields.items():
+            if not isinstance(value, str) or len(value) > MAX_AI_TASK_FIELD:
+                raise LLMError(Failure.MALFORMED, f"{name} is not a short text")
+        text = json.dumps(fields, ensure_ascii=False)
+    else:
+        raise LLMError(Failure.MALFORMED, f"data is {type(data).__name__}")
+    try:
+        return parse_answer(text)
+    except AnswerError as err:
+        raise LLMError(Failure.MALFORMED, str(err)) from err
 
 
 class ExplanationQueue:

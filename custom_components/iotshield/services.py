@@ -43,6 +43,7 @@ from .const import (
     SERVICE_SEND_COMMAND,
 )
 from .coordinator import IoTShieldConfigEntry
+from .home_llm import is_home_entry
 from .keys import fingerprint, format_fingerprint, generate_private_key, private_key_pem
 
 ATTR_DEVICE_ID = "device_id"
@@ -73,7 +74,7 @@ def _entry_for_device(hass: HomeAssistant, device_id: str) -> IoTShieldConfigEnt
     """Return the loaded IoTShield entry whose node is this device."""
     registry = dr.async_get(hass)
     for entry in hass.config_entries.async_entries(DOMAIN):
-        if entry.state is not ConfigEntryState.LOADED:
+        if entry.state is not ConfigEntryState.LOADED or is_home_entry(entry):
             continue
         if any(
             d.id == device_id for d in dr.async_entries_for_config_entry(registry, entry.entry_id)
@@ -149,7 +150,8 @@ def _loaded_entries(hass: HomeAssistant) -> list[IoTShieldConfigEntry]:
     return [
         entry
         for entry in hass.config_entries.async_entries(DOMAIN)
-        if entry.state is ConfigEntryState.LOADED
+        # The home's LLM entry has no node behind it.
+        if entry.state is ConfigEntryState.LOADED and not is_home_entry(entry)
     ]
 
 
