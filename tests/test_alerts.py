@@ -522,11 +522,14 @@ async def test_node_llm_options_with_a_home_llm(
     ollama_server.models.append("qwen3:8b")
     result = await _llm_options(hass, mock_config_entry, llm_model="qwen3:8b")
     assert result["type"] is FlowResultType.CREATE_ENTRY
+    # The saved options reload the node; let it finish before the next change.
+    await hass.async_block_till_done()
     assert mock_config_entry.options["llm_model"] == "qwen3:8b"
     # Switched off, nothing is asked of the server.
     ollama_server.models.clear()
     result = await _llm_options(hass, mock_config_entry, llm_enabled=False)
     assert result["type"] is FlowResultType.CREATE_ENTRY
+    await hass.async_block_till_done()
     assert mock_config_entry.options[CONF_LLM_ENABLED] is False
 
 
