@@ -3,6 +3,7 @@
 
 OLDEST_VENV="${IOTSHIELD_OLDEST_VENV:-$ROOT/.venv/oldest}"
 CURRENT_VENV="${IOTSHIELD_CURRENT_VENV:-$ROOT/.venv/current}"
+LLM_VENV="${IOTSHIELD_LLM_VENV:-$ROOT/.venv/llm}"
 # Outside the repo so that every clone on a machine shares one Debian tree.
 CHROOT_DIR="${IOTSHIELD_CHROOT:-/var/lib/iotshield/forky}"
 
