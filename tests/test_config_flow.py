@@ -88,6 +88,14 @@ def _discovery(node_id: str = "garage", payload: str | bytes | None = None) -> M
     )
 
 
+def _suggested(result: Any, field: str) -> Any:
+    """Return the value a form shows in a field (its suggested value)."""
+    for key in result["data_schema"].schema:
+        if str(key) == field:
+            return (key.description or {}).get("suggested_value")
+    raise KeyError(field)
+
+
 async def _start_user_flow(hass: HomeAssistant, **fields: Any) -> dict[str, Any]:
     """Open the wizard and submit its first step."""
     result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
@@ -167,7 +175,9 @@ async def test_import_key_with_errors_and_recovery(
         )
         assert result["type"] is FlowResultType.FORM
         assert result["step_id"] == "import_key"
-        assert result["errors"] == {"base": error}
+        assert result["errors"] == {CONF_PRIVATE_KEY: error}
+        # What was pasted stays in the field for the next try.
+        assert _suggested(result, CONF_PRIVATE_KEY) == pem
     seed_pem = private_key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.TraditionalOpenSSL,
@@ -325,6 +335,13 @@ async def test_reconfigure_keep_key(
     result = await hass.config_entries.flow.async_configure(
         result["flow_id"], {CONF_TOPIC_PREFIX: "home", CONF_KEY_SOURCE: "keep"}
     )
+    # The key is shown again: the node may need it flashed (the wrong-key repair says so).
+    assert result["step_id"] == "show_key"
+    assert result["description_placeholders"]["fingerprint"] == format_fingerprint(
+        fingerprint(private_key)
+    )
+    assert result["description_placeholders"]["public_key"] == public_key_pem(private_key).strip()
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], {})
     assert result["type"] is FlowResultType.ABORT
     assert result["reason"] == "reconfigure_successful"
     await hass.async_block_till_done()
@@ -369,7 +386,7 @@ async def test_reconfigure_import_key(
     result = await hass.config_entries.flow.async_configure(
         result["flow_id"], {CONF_PRIVATE_KEY: "nope"}
     )
-    assert result["errors"] == {"base": "invalid_key"}
+    assert result["errors"] == {CONF_PRIVATE_KEY: "invalid_key"}
     result = await hass.config_entries.flow.async_configure(
         result["flow_id"], {CONF_PRIVATE_KEY: private_key_pem(other_private_key)}
     )

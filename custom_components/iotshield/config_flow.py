@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 from cryptography.hazmat.primitives.asymmetric import rsa
+from homeassistant.components import mqtt
 from homeassistant.components.mqtt import DOMAIN as MQTT_DOMAIN
 from homeassistant.config_entries import (
     SOURCE_IMPORT,
@@ -146,6 +148,8 @@ def _key_source_selector(*sources: str) -> SelectSelector:
 
 
 PEM_SELECTOR = TextSelector(TextSelectorConfig(multiline=True))
+# How long the wizard listens for a node's retained announce; a broker sends it at once.
+ANNOUNCE_WAIT: Final = 1.5
 
 
 class IoTShieldConfigFlow(ConfigFlow, domain=DOMAIN):
@@ -162,6 +166,8 @@ class IoTShieldConfigFlow(ConfigFlow, domain=DOMAIN):
         self._private_key: rsa.RSAPrivateKey | None = None
         self._private_pem: str | None = None
         self._announced_node_key: str | None = None
+        # Reconfigure keeping the key: the stored PEM text is kept as it is.
+        self._kept_pem: str | None = None
 
     @staticmethod
     @callback
@@ -200,9 +206,13 @@ class IoTShieldConfigFlow(ConfigFlow, domain=DOMAIN):
             elif not is_valid_topic_prefix(prefix):
                 errors[CONF_TOPIC_PREFIX] = "invalid_topic_prefix"
             else:
-                await self.async_set_unique_id(node_id)
+                # Adding a node by hand wins over its discovery card, wherever that got stuck.
+                await self.async_set_unique_id(node_id, raise_on_progress=False)
                 self._abort_if_unique_id_configured()
+                self._abort_discoveries_of(node_id)
                 self._node_id, self._prefix = node_id, prefix
+                # A node that announced itself is paired by comparing fingerprints, not pasting.
+                self._announced_node_key = await self._async_read_announce(prefix, node_id)
                 return await self._async_choose_key(user_input[CONF_KEY_SOURCE])
         schema = vol.Schema(
             {
@@ -218,6 +228,44 @@ class IoTShieldConfigFlow(ConfigFlow, domain=DOMAIN):
             data_schema=self.add_suggested_values_to_schema(schema, user_input),
             errors=errors,
         )
+
+    @callback
+    def _abort_discoveries_of(self, node_id: str) -> None:
+        """Close the discovery flows of a node the user now adds by hand."""
+        for flow in self._async_in_progress(include_uninitialized=True):
+            context = flow["context"]
+            if (
+                flow["flow_id"] != self.flow_id
+                and context.get("source") == SOURCE_MQTT
+                and context.get("unique_id") == node_id
+            ):
+                self.hass.config_entries.flow.async_abort(flow["flow_id"])
+
+    async def _async_read_announce(self, prefix: str, node_id: str) -> str | None:
+        """Return the identity key in the node's retained announce, if it sent one."""
+        received: asyncio.Future[bytes] = self.hass.loop.create_future()
+
+        @callback
+        def on_message(message: mqtt.ReceiveMessage) -> None:
+            if not received.done():
+                payload = message.payload
+                raw = payload.encode() if isinstance(payload, str) else bytes(payload)
+                received.set_result(raw)
+
+        unsubscribe = await mqtt.async_subscribe(
+            self.hass, f"{prefix}/{node_id}/status", on_message, encoding=None
+        )
+        try:
+            async with asyncio.timeout(ANNOUNCE_WAIT):
+                raw = await received
+        except TimeoutError:
+            return None
+        finally:
+            unsubscribe()
+        announce = parse_status(raw)
+        if announce is None or not announce.online or not announce.informative:
+            return None
+        return canonical_node_key(announce.node_key)
 
     async def async_step_mqtt(self, discovery_info: MqttServiceInfo) -> ConfigFlowResult:
         """Offer to pair a node that announced itself on its status topic."""
@@ -279,7 +327,12 @@ class IoTShieldConfigFlow(ConfigFlow, domain=DOMAIN):
             else:
                 self._node_id, self._prefix = entry.data[CONF_NODE_ID], prefix
                 if user_input[CONF_KEY_SOURCE] == KEY_SOURCE_KEEP:
-                    return self._async_finish(entry.data[CONF_PRIVATE_KEY])
+                    # Shown again, so that the node can be flashed with the key it must have.
+                    self._kept_pem = entry.data[CONF_PRIVATE_KEY]
+                    self._private_key = await self.hass.async_add_executor_job(
+                        load_private_key, self._kept_pem
+                    )
+                    return await self.async_step_show_key()
                 return await self._async_choose_key(user_input[CONF_KEY_SOURCE])
         schema = vol.Schema(
             {
@@ -374,17 +427,29 @@ class IoTShieldConfigFlow(ConfigFlow, domain=DOMAIN):
         """Take an existing PEM private key, such as the seed prototype's."""
         errors: dict[str, str] = {}
         if user_input is not None:
+            if user_input.get(CONF_KEY_SOURCE) == KEY_SOURCE_GENERATE:
+                # The way back: a discovery card reopens this step, and must not trap the user.
+                return await self._async_choose_key(KEY_SOURCE_GENERATE)
             try:
                 self._private_key = await self.hass.async_add_executor_job(
-                    load_private_key, user_input[CONF_PRIVATE_KEY]
+                    load_private_key, user_input.get(CONF_PRIVATE_KEY, "")
                 )
             except KeyImportError as err:
-                errors["base"] = err.reason.value
+                errors[CONF_PRIVATE_KEY] = err.reason.value
             else:
                 return await self.async_step_show_key()
+        schema = vol.Schema(
+            {
+                vol.Required(CONF_KEY_SOURCE, default=KEY_SOURCE_IMPORT): _key_source_selector(
+                    KEY_SOURCE_IMPORT, KEY_SOURCE_GENERATE
+                ),
+                vol.Optional(CONF_PRIVATE_KEY): PEM_SELECTOR,
+            }
+        )
         return self.async_show_form(
             step_id="import_key",
-            data_schema=vol.Schema({vol.Required(CONF_PRIVATE_KEY): PEM_SELECTOR}),
+            # What was pasted stays, so that a typo costs no second paste.
+            data_schema=self.add_suggested_values_to_schema(schema, user_input),
             errors=errors,
         )
 
@@ -394,7 +459,7 @@ class IoTShieldConfigFlow(ConfigFlow, domain=DOMAIN):
         """Show the public key and its fingerprint to flash into the node."""
         assert self._private_key is not None
         if user_input is not None:
-            self._private_pem = private_key_pem(self._private_key)
+            self._private_pem = self._kept_pem or private_key_pem(self._private_key)
             if self.source == SOURCE_RECONFIGURE:
                 return self._async_finish(self._private_pem)
             if self._announced_node_key is not None:

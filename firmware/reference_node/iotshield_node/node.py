@@ -18,11 +18,13 @@ from paho.mqtt.enums import CallbackAPIVersion
 from . import FIRMWARE_VERSION
 from .privacy import NoiseSource, PrivacyConfig, privatize
 from .simulation import Label, Recording, ScenarioCycle, ScenarioRun
-from .telemetry import announce, encode_telemetry, load_public_key, seal_v1
+from .telemetry import announce, encode_telemetry, fingerprint, load_public_key, seal_v1
 from .v2 import (
     CommandRejectedError,
     StoredCounters,
     V2Sender,
+    group_fours,
+    identity_fingerprint,
     load_or_create_identity,
     node_key_b64,
     valid_challenge,
@@ -143,7 +145,22 @@ class ReferenceNode:
             self._client.publish(self._data_topic, payload, qos=1, retain=False)
 
     def start(self) -> None:
-        """Connect in the background; paho reconnects by itself after a loss."""
+        """Say which keys this node has, then connect in the background (paho reconnects)."""
+        # What a user compares with the pairing wizard: both fingerprints, and the identity key
+        # itself for pairing by hand.
+        LOGGER.info(
+            "node %s: Home Assistant key fingerprint %s",
+            self.node_id,
+            group_fours(fingerprint(self._public_key)),
+        )
+        if self._v2 is not None:
+            identity = self._v2.identity
+            LOGGER.info("node %s: identity key (node_key) %s", self.node_id, node_key_b64(identity))
+            LOGGER.info(
+                "node %s: identity fingerprint %s",
+                self.node_id,
+                group_fours(identity_fingerprint(identity)),
+            )
         self._client.connect_async(self._broker.host, self._broker.port, keepalive=60)
         self._client.loop_start()
 

@@ -61,6 +61,16 @@ def node_key_b64(key: ec.EllipticCurvePrivateKey) -> str:
     return base64.b64encode(der).decode()
 
 
+def identity_fingerprint(key: ec.EllipticCurvePrivateKey) -> str:
+    """Return SHA-256 over the identity's DER public key in hex: what the pairing wizard shows."""
+    return hashlib.sha256(base64.b64decode(node_key_b64(key))).hexdigest()
+
+
+def group_fours(hex_digest: str) -> str:
+    """Group a fingerprint in fours, as the wizard shows it, so a person can compare by eye."""
+    return " ".join(hex_digest[i : i + 4] for i in range(0, len(hex_digest), 4))
+
+
 @dataclass
 class StoredCounters:
     """What a node must remember across reboots: its last session id and command counter."""

@@ -8,6 +8,16 @@ namespace iotshield {
 
 namespace {
 
+// "1a2b3c4d…" as "1a2b 3c4d …", the wizard's way of showing a fingerprint.
+std::string group_fours(const std::string& hex) {
+  std::string out;
+  for (size_t i = 0; i < hex.size(); i += 4) {
+    if (i > 0) out += ' ';
+    out += hex.substr(i, 4);
+  }
+  return out;
+}
+
 std::string format(const char* fmt, long value) {
   char buf[96];
   std::snprintf(buf, sizeof(buf), fmt, value);
@@ -51,8 +61,9 @@ int Node::begin() {
       return rc;
     }
   }
+  // Grouped in fours as the wizard shows them, so that a person can compare them by eye.
   system_.log("node " + config_.node_id + ", Home Assistant key fingerprint " +
-              sealer_.fingerprint());
+              group_fours(sealer_.fingerprint()));
   if (config_.v2) {
     const std::string pem = storage_.get_string("identity", "");
     if (pem.empty() || identity_.load_pem(pem, mbed_random, &random_) != 0) {
@@ -67,6 +78,7 @@ int Node::begin() {
     last_command_ctr_ = storage_.get_u64("cmd_ctr", 0);
     // Pairing: compare this with the fingerprint the Home Assistant wizard shows.
     system_.log("node identity key (node_key): " + identity_.public_der_b64());
+    system_.log("node identity fingerprint: " + group_fours(identity_.fingerprint()));
     renew_will();  // the first connection's will
   } else {
     publisher_.set_will(status_topic_, "offline");

@@ -357,6 +357,17 @@ std::string Identity::public_der_b64() {
   return base64_encode(der.data() + der.size() - len, static_cast<size_t>(len));
 }
 
+std::string Identity::fingerprint() {
+  std::vector<unsigned char> der(256);
+  const int len = mbedtls_pk_write_pubkey_der(&pk_, der.data(), der.size());
+  if (!ready_ || len <= 0) return "";
+  unsigned char digest[32];
+  const std::string key(reinterpret_cast<const char*>(der.data() + der.size() - len),
+                        static_cast<size_t>(len));
+  if (!sha256(key, digest)) return "";
+  return hex_digits(digest, sizeof(digest));
+}
+
 int Identity::sign(const std::string& data, MbedRng rng, void* rng_ctx, std::string& der) {
   unsigned char hash[32];
   if (!ready_ || !sha256(data, hash)) return -1;

@@ -33,6 +33,8 @@ class Identity {
   int load_pem(const std::string& pem, MbedRng rng, void* rng_ctx);
   std::string private_pem();
   std::string public_der_b64();  // the announced `node_key`
+  // SHA-256 over the DER public key in hex: what the pairing wizard shows.
+  std::string fingerprint();
   // ECDSA-SHA256 signature, DER-encoded; 0 on success.
   int sign(const std::string& data, MbedRng rng, void* rng_ctx, std::string& der);
 
