@@ -4,14 +4,23 @@ Plain Python with no Home Assistant import. Readings carry deliberate privacy no
 hovering at a threshold must not make the severity flap: a band is entered at once when its
 threshold is crossed (a hazard is never delayed) but left only after several readings clearly
 below it, by a margin of three times the announced noise.
+
+A healthy home is normal at any hour: below MEDIUM only gas raises the severity. A room that
+leaves its comfort range (cold, warm, dry, damp), darkness, bright light and people moving about
+are context, named by `context()`, unless the user makes motion count (while the home is empty).
+Such a LOW band is entered only when the reading is beyond it by the noise margin too, so that
+the context does not say "cold" of a 20 °C room for one noisy reading. Motion is noised by
+randomized response: it is seen only when several recent readings show it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from enum import IntEnum, StrEnum
 import itertools
+import math
 from typing import Final
 
 
@@ -138,6 +147,51 @@ DEFAULT_NOISE: Final[Mapping[str, float]] = {"t": 0.2, "h": 1.0, "g": 0.005, "l"
 HYSTERESIS_SIGMAS: Final = 3.0
 CLEAR_AFTER_READINGS: Final = 3
 
+# Below MEDIUM, only these sensors raise the severity: any rise of gas is a hazard's first sign,
+# while the other LOW bands (Table 3.3's comfort ranges, light, motion) are every day's life.
+LOW_COUNTS: Final = frozenset({"g"})
+# The names of what is outside its usual range without raising the severity (translated in the
+# Severity sensor's `context` attribute): below and above the normal band of each sensor.
+CONTEXT_SIDES: Final[Mapping[str, tuple[str, str]]] = {
+    "t": ("cold", "warm"),
+    "h": ("dry", "damp"),
+    "l": ("dark", "bright"),
+}
+MOTION_CONTEXT: Final = "motion"
+CONTEXT_LABELS: Final = (*itertools.chain(*CONTEXT_SIDES.values()), MOTION_CONTEXT)
+# Motion is judged over this many readings (a minute at the node's default five seconds).
+MOTION_WINDOW: Final = 12
+# How often randomized response alone may make a window look like motion.
+MOTION_CHANCE: Final = 1e-6
+# The node's default randomized response (ε_m = 2): assumed unless the node announces more.
+DEFAULT_MOTION_FLIP: Final = 1 / (1 + math.exp(2.0))
+# The option naming an entity while which motion counts (an alarm armed away, a switch).
+MOTION_COUNTS_OPTION: Final = "motion_counts_while"
+# The kinds of entity that can say so, and their states in which the home is taken to be empty.
+MOTION_COUNTS_DOMAINS: Final = ("alarm_control_panel", "binary_sensor", "input_boolean")
+MOTION_COUNTS_STATES: Final = frozenset({"on", "armed_away", "armed_night", "armed_vacation"})
+
+
+def motion_counts_in(state: str | None) -> bool:
+    """Say whether the chosen entity's state means that motion in the home counts."""
+    return state in MOTION_COUNTS_STATES
+
+
+def motion_votes(window: int, flip: float) -> int:
+    """Return how many of `window` readings must show motion for it to be taken as real.
+
+    The fewest that randomized response with this flip rate reaches by chance in no more than
+    MOTION_CHANCE of the windows; a whole window when even that is too likely.
+    """
+    for votes in range(1, window + 1):
+        chance = sum(
+            math.comb(window, k) * flip**k * (1 - flip) ** (window - k)
+            for k in range(votes, window + 1)
+        )
+        if chance <= MOTION_CHANCE:
+            return votes
+    return window
+
 
 @dataclass(frozen=True, slots=True)
 class Rule:
@@ -163,6 +217,16 @@ class Assessment:
         """Return the level of the threshold rules alone: anomalies never make a hazard."""
         return max((rule.level for rule in self.rules if not rule.anomaly), default=Level.NORMAL)
 
+    @property
+    def counted(self) -> dict[str, Level]:
+        """Return each sensor's level as it counts towards the severity (context is normal)."""
+        levels = dict.fromkeys(self.sensors, Level.NORMAL)
+        for rule in self.rules:
+            if len(rule.sensors) == 1 and not rule.anomaly:
+                key = rule.sensors[0]
+                levels[key] = max(levels.get(key, Level.NORMAL), rule.level)
+        return levels
+
 
 @dataclass(slots=True)
 class _Track:
@@ -176,20 +240,70 @@ class SeverityEngine:
     """Classifies readings into severities without flapping on noisy values."""
 
     def __init__(
-        self, thresholds: Thresholds | None = None, noise: Mapping[str, float] | None = None
+        self,
+        thresholds: Thresholds | None = None,
+        noise: Mapping[str, float] | None = None,
+        *,
+        low_counts: Collection[str] = LOW_COUNTS,
+        motion_window: int = MOTION_WINDOW,
     ) -> None:
-        """Use the given thresholds and the node's announced noise σ per sensor."""
+        """Use the given thresholds and the node's announced noise σ per sensor.
+
+        `low_counts` and `motion_window` exist to measure other semantics (every LOW band
+        counting and each motion reading on its own was Table 3.3 read literally).
+        """
         self.thresholds = thresholds or Thresholds()
         self.thresholds.validate()
         self._noise = dict(DEFAULT_NOISE)
+        self._low_counts = frozenset(low_counts)
+        self._motion_counts = False
+        self._motion: deque[bool] = deque(maxlen=motion_window)
+        self._motion_flip = DEFAULT_MOTION_FLIP
+        self._motion_level = Level.NORMAL
+        self._set_motion_votes()
         self.set_noise(noise or {})
         self._tracks = {key: _Track() for key in CONTINUOUS}
 
-    def set_noise(self, noise: Mapping[str, float]) -> None:
-        """Take the noise a node announces; hysteresis grows with it."""
+    @property
+    def motion_counts(self) -> bool:
+        """Return whether motion raises the severity (the user's entity says nobody is home)."""
+        return self._motion_counts
+
+    @motion_counts.setter
+    def motion_counts(self, counts: bool) -> None:
+        """Make motion count or not; only motion seen after the home was set empty counts."""
+        if counts and not self._motion_counts:
+            # Whoever armed the alarm and left was still moving about a moment ago.
+            self._motion.clear()
+            self._motion_level = Level.NORMAL
+        self._motion_counts = counts
+
+    def set_noise(self, noise: Mapping[str, float], motion_flip: float | None = None) -> None:
+        """Take the noise a node announces; hysteresis and the motion vote grow with it."""
         for key, sigma in noise.items():
             if key in self._noise and sigma > 0:
                 self._noise[key] = max(DEFAULT_NOISE[key], sigma)
+        if motion_flip is not None and 0 <= motion_flip < 0.5:  # noqa: PLR2004 - a coin toss
+            self._motion_flip = max(DEFAULT_MOTION_FLIP, motion_flip)
+            self._set_motion_votes()
+
+    def _set_motion_votes(self) -> None:
+        """Work out how much motion counts as real and how little lets it go again."""
+        window = self._motion.maxlen or 1
+        self._votes = motion_votes(window, self._motion_flip)
+        # Held until the window shows no more motion than chance alone would.
+        self._release = min(self._votes - 1, math.ceil(window * self._motion_flip))
+
+    def _motion_seen(self, motion: bool | None) -> Level:
+        """Return LOW while enough recent readings show motion to be more than noise."""
+        if motion is not None:
+            self._motion.append(motion)
+        count = sum(self._motion)
+        if count >= self._votes:
+            self._motion_level = Level.LOW
+        elif count <= self._release:
+            self._motion_level = Level.NORMAL
+        return self._motion_level
 
     def _continuous(self, key: str, value: float | None) -> Level:
         """Return a sensor's level with hysteresis: up at once, down only when clearly back."""
@@ -198,12 +312,18 @@ class SeverityEngine:
             return track.level
         bands: Bands = getattr(self.thresholds, CONTINUOUS[key])
         raw = bands.level(value)
+        margin = HYSTERESIS_SIGMAS * self._noise[key]
+        if raw == Level.LOW > track.level and key not in self._low_counts:
+            # A LOW band that is only context is entered when the reading is beyond it by the
+            # noise margin too: one noisy reading must not make a 20 °C room "cold" for hours.
+            optimistic = min(bands.level(value + margin), bands.level(value - margin))
+            if optimistic < Level.LOW:
+                return track.level
         if raw >= track.level:
             track.level, track.calm = raw, 0
             return track.level
         # The worst band the true value could be in, given the noise: only when even that is
         # below the held level does the reading count towards calming down.
-        margin = HYSTERESIS_SIGMAS * self._noise[key]
         pessimistic = max(bands.level(value + margin), bands.level(value - margin))
         track.calm = track.calm + 1 if pessimistic < track.level else 0
         if track.calm >= CLEAR_AFTER_READINGS:
@@ -217,18 +337,41 @@ class SeverityEngine:
             value = readings.get(key)
             levels[key] = self._continuous(key, None if value is None else float(value))
         flame = readings.get("f") is True
-        motion = readings.get("m") is True
+        motion = readings.get("m")
         # Flame is never delayed or smoothed: an IR flame sensor seeing fire is HIGH at once.
         levels["f"] = Level.HIGH if flame else Level.NORMAL
-        levels["m"] = Level.LOW if motion else Level.NORMAL
+        levels["m"] = self._motion_seen(motion if isinstance(motion, bool) else None)
+        counts = self._low_counts | ({"m"} if self.motion_counts else set())
         rules = [
             Rule(f"{SENSOR_NAMES[key]}_{level.label}", (key,), level)
             for key, level in levels.items()
-            if level > Level.NORMAL
+            if level >= Level.MEDIUM or (level > Level.NORMAL and key in counts)
         ]
         rules.extend(_compound(levels))
         level = max((rule.level for rule in rules), default=Level.NORMAL)
         return Assessment(level, levels, tuple(rules))
+
+
+def context(
+    assessment: Assessment, readings: Mapping[str, float | bool | None], thresholds: Thresholds
+) -> tuple[str, ...]:
+    """Name what is outside its usual range but raises no severity: cold, damp, dark, motion."""
+    counted = assessment.counted
+    labels: list[str] = []
+    for key, (below, above) in CONTEXT_SIDES.items():
+        value = readings.get(key)
+        if assessment.sensors.get(key, Level.NORMAL) is Level.NORMAL or counted.get(key):
+            continue
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            continue
+        bands: Bands = getattr(thresholds, CONTINUOUS[key])
+        bottom = bands.low if bands.low_under is None else bands.low_under
+        # A level held by hysteresis may come with a value back inside the band: the side
+        # nearer to it is where the reading came from.
+        labels.append(below if value < (bottom + bands.low) / 2 else above)
+    if assessment.sensors.get("m", Level.NORMAL) > Level.NORMAL and not counted.get("m"):
+        labels.append(MOTION_CONTEXT)
+    return tuple(labels)
 
 
 def _compound(levels: Mapping[str, Level]) -> list[Rule]:
