@@ -246,9 +246,10 @@ async def test_learning_from_scratch_shows_progress_and_no_verdict(
     await setup_entry(hass, mock_config_entry)
     assert hass.states.get("sensor.kitchen_baseline_learned").state == "0"
     await node.minutes(130, t=WARM)
-    # Two hours of its first day: nothing is judged yet, however odd the values.
-    assert hass.states.get("binary_sensor.kitchen_anomaly").state == STATE_UNKNOWN
-    assert hass.states.get("sensor.kitchen_anomaly_score").state == STATE_UNKNOWN
+    # Two hours of its first day: nothing is judged yet, however odd the values; the score
+    # says that the detector is learning, and Anomaly raises nothing.
+    assert hass.states.get("binary_sensor.kitchen_anomaly").state == STATE_OFF
+    assert hass.states.get("sensor.kitchen_anomaly_score").state == "learning"
     assert hass.states.get("sensor.kitchen_severity").state == "normal"
     learned = int(hass.states.get("sensor.kitchen_baseline_learned").state)
     # 129 closed minutes (the last is still open) of the 24 × 120 that complete the baseline.
@@ -353,10 +354,12 @@ async def test_relearn_forgets_the_baseline(
         "button", "press", {"entity_id": "button.kitchen_relearn_normal"}, blocking=True
     )
     assert hass.states.get("sensor.kitchen_baseline_learned").state == "0"
-    assert hass.states.get("binary_sensor.kitchen_anomaly").state == STATE_UNKNOWN
+    assert hass.states.get("binary_sensor.kitchen_anomaly").state == STATE_OFF
+    assert hass.states.get("sensor.kitchen_anomaly_score").state == "learning"
     # The new room is 26.5 °C: learned, never an alarm.
     await node.minutes(10, t=WARM)
-    assert hass.states.get("binary_sensor.kitchen_anomaly").state == STATE_UNKNOWN
+    assert hass.states.get("binary_sensor.kitchen_anomaly").state == STATE_OFF
+    assert hass.states.get("sensor.kitchen_anomaly_score").state == "learning"
     assert await hass.config_entries.async_unload(mock_config_entry.entry_id)
     stored = hass_storage[baseline_key(mock_config_entry)]["data"]
     assert sum(stored["continuous"]["t"]["n"][48:]) == 9

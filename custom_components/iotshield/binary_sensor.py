@@ -45,12 +45,19 @@ def _sensor_problem(key: str) -> Callable[[IoTShieldData], bool | None]:
     return is_on
 
 
+def _anomalous(data: IoTShieldData) -> bool | None:
+    """Say whether the anomaly detector alarms; off while it learns (it raises nothing yet)."""
+    if data.anomaly is None:
+        return False if data.learned < 1 else None
+    return data.anomaly.anomalous
+
+
 def _unusual(key: str) -> Callable[[IoTShieldData], bool | None]:
     """Return an is_on_fn: the anomaly detector finds this sensor unusual."""
 
     def is_on(data: IoTShieldData) -> bool | None:
         if data.anomaly is None:
-            return None
+            return _anomalous(data)
         return any(f.sensor == key and f.anomalous for f in data.anomaly.findings)
 
     return is_on
@@ -116,7 +123,7 @@ BINARY_SENSORS: tuple[IoTShieldBinarySensorEntityDescription, ...] = (
         key="anomaly",
         translation_key="anomaly",
         device_class=BinarySensorDeviceClass.PROBLEM,
-        is_on_fn=lambda data: None if data.anomaly is None else data.anomaly.anomalous,
+        is_on_fn=_anomalous,
     ),
     # One per sensor: useful to find a failing sensor, too noisy to record by default.
     *(

@@ -121,7 +121,13 @@ from .protocol_v2 import (
     node_key_der_b64,
     node_key_fingerprint,
 )
-from .severity import BAND_FIELDS, ThresholdError, Thresholds
+from .severity import (
+    BAND_FIELDS,
+    MOTION_COUNTS_DOMAINS,
+    MOTION_COUNTS_OPTION,
+    ThresholdError,
+    Thresholds,
+)
 
 
 def _announced_identity(entry: ConfigEntry) -> str | None:
@@ -669,6 +675,7 @@ class IoTShieldOptionsFlow(OptionsFlow):
                     CONF_MIN_SEVERITY: user_input[CONF_MIN_SEVERITY],
                     CONF_HOLD_TIME: int(user_input[CONF_HOLD_TIME]),
                     CONF_ANOMALY_LEVEL: user_input[CONF_ANOMALY_LEVEL],
+                    MOTION_COUNTS_OPTION: user_input.get(MOTION_COUNTS_OPTION) or None,
                 }
             )
         options = self.config_entry.options
@@ -684,6 +691,11 @@ class IoTShieldOptionsFlow(OptionsFlow):
                     CONF_ANOMALY_LEVEL,
                     default=options.get(CONF_ANOMALY_LEVEL, DEFAULT_ANOMALY_LEVEL),
                 ): _choice_selector(CONF_ANOMALY_LEVEL, *ANOMALY_LEVELS),
+                # Optional: left empty, motion is context and never a severity.
+                vol.Optional(
+                    MOTION_COUNTS_OPTION,
+                    description={"suggested_value": options.get(MOTION_COUNTS_OPTION)},
+                ): EntitySelector(EntitySelectorConfig(domain=list(MOTION_COUNTS_DOMAINS))),
             }
         )
         return self.async_show_form(step_id="alerts", data_schema=schema)

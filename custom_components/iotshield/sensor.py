@@ -16,17 +16,29 @@ from homeassistant.components.sensor import (
     SensorStateClass,
 )
 from homeassistant.const import LIGHT_LUX, PERCENTAGE, EntityCategory, UnitOfTemperature
-from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
+from homeassistant.core import CALLBACK_TYPE, Event, EventStateChangedData, HomeAssistant, callback
 from homeassistant.helpers.entity_platform import AddEntitiesCallback
-from homeassistant.helpers.event import async_call_later
+from homeassistant.helpers.event import async_call_later, async_track_state_change_event
 
 from .coordinator import IoTShieldConfigEntry, IoTShieldCoordinator, IoTShieldData
 from .entity import IoTShieldEntity
 from .protocol import Rejection
-from .severity import SENSOR_NAMES, Level
+from .severity import (
+    MOTION_COUNTS_OPTION,
+    SENSOR_NAMES,
+    Level,
+    SeverityEngine,
+    Thresholds,
+    context,
+    motion_counts_in,
+)
 
 # A flood of rejected payloads writes the Rejected payloads entity at most this often.
 REJECTIONS_WRITE_INTERVAL = 1.0
+# The Latest alert's state before any incident (translated), and the anomaly score's while the
+# detector learns what is usual for this home (the percent is its `baseline_learned` attribute).
+NO_ALERT = "none"
+LEARNING = "learning"
 
 PARALLEL_UPDATES = 0
 
@@ -36,17 +48,21 @@ class IoTShieldSensorEntityDescription(SensorEntityDescription):
     """Describes a sensor and how to take its value from the node's latest reading."""
 
     value_fn: Callable[[IoTShieldData], float | str | datetime | None]
-    attributes_fn: Callable[[IoTShieldData], dict[str, Any]] | None = None
+    attributes_fn: Callable[[IoTShieldData, Thresholds], dict[str, Any]] | None = None
     # Diagnostics about Home Assistant's side stay visible while the node is lost.
     available_without_node: bool = False
     # The value is Home Assistant's own knowledge, current even before a reading arrives.
     own_value: bool = False
     # Written with every reading (the node's values), not only when it changes.
     every_reading: bool = False
+    # The (translated) state while nothing has happened yet, instead of unknown; once something
+    # has, no news (None) keeps the value shown before, a restored one too, with these attributes.
+    nothing_yet: str | None = None
+    kept_attributes: tuple[str, ...] = ()
 
 
-def _severity_attributes(data: IoTShieldData) -> dict[str, Any]:
-    """Name the rules that tripped, each sensor's own level and the open incident."""
+def _severity_attributes(data: IoTShieldData, thresholds: Thresholds) -> dict[str, Any]:
+    """Name the rules that tripped, the context, each sensor's level and the open incident."""
     incident = data.incident
     attributes: dict[str, Any] = {
         "incident_id": None if incident is None else incident.incident_id,
@@ -55,21 +71,38 @@ def _severity_attributes(data: IoTShieldData) -> dict[str, Any]:
     }
     if data.assessment is not None:
         attributes["rules"] = [rule.rule_id for rule in data.assessment.rules]
+        telemetry = data.telemetry
+        readings = (
+            {}
+            if telemetry is None
+            else {"t": telemetry.temperature, "h": telemetry.humidity, "l": telemetry.light}
+        )
+        attributes["context"] = list(context(data.assessment, readings, thresholds))
         attributes["sensor_levels"] = {
-            SENSOR_NAMES[key]: level.label for key, level in data.assessment.sensors.items()
+            SENSOR_NAMES[key]: level.label for key, level in data.assessment.counted.items()
         }
     return attributes
 
 
 def _latest_alert_title(data: IoTShieldData) -> str | None:
-    """Return the title of the latest incident's explanation."""
+    """Return the title of the latest incident's explanation (None: no incident to show)."""
     incident = data.latest_incident
     if incident is None or incident.explanation is None:
         return None
     return incident.explanation.title
 
 
-def _latest_alert_attributes(data: IoTShieldData) -> dict[str, Any]:
+LATEST_ALERT_ATTRIBUTES = (
+    "incident_id",
+    "severity",
+    "resolved",
+    "explanation",
+    "suggested_action",
+    "source",
+)
+
+
+def _latest_alert_attributes(data: IoTShieldData, _thresholds: Thresholds) -> dict[str, Any]:
     """Return the latest incident's explanation and state, for dashboards."""
     incident = data.latest_incident
     if incident is None:
@@ -85,12 +118,14 @@ def _latest_alert_attributes(data: IoTShieldData) -> dict[str, Any]:
     }
 
 
-def _anomaly_score(data: IoTShieldData) -> float | None:
-    """Return the last minute's anomaly score: 1.0 is the alarm threshold."""
-    return None if data.anomaly is None else round(data.anomaly.score, 2)
+def _anomaly_score(data: IoTShieldData) -> float | str | None:
+    """Return the last minute's anomaly score (1.0 is the alarm threshold), or that it learns."""
+    if data.anomaly is not None:
+        return round(data.anomaly.score, 2)
+    return LEARNING if data.learned < 1 else None
 
 
-def _anomaly_attributes(data: IoTShieldData) -> dict[str, Any]:
+def _anomaly_attributes(data: IoTShieldData, _thresholds: Thresholds) -> dict[str, Any]:
     """Name the sensors that alarm and give each sensor's score and the learning progress."""
     attributes: dict[str, Any] = {"baseline_learned": round(data.learned * 100)}
     if data.anomaly is not None:
@@ -151,14 +186,16 @@ SENSORS: tuple[IoTShieldSensorEntityDescription, ...] = (
         translation_key="latest_alert",
         value_fn=_latest_alert_title,
         attributes_fn=_latest_alert_attributes,
-        # The last word on a hazard stays readable when the node goes silent.
+        # The last word on a hazard stays readable when the node goes silent, and after a
+        # restart (resolved incidents are not stored).
         available_without_node=True,
+        nothing_yet=NO_ALERT,
+        kept_attributes=LATEST_ALERT_ATTRIBUTES,
     ),
     IoTShieldSensorEntityDescription(
         key="anomaly_score",
         translation_key="anomaly_score",
-        state_class=SensorStateClass.MEASUREMENT,
-        suggested_display_precision=2,
+        # No state class: while the detector learns, the state says so instead of a number.
         value_fn=_anomaly_score,
         attributes_fn=_anomaly_attributes,
     ),
@@ -198,12 +235,30 @@ async def async_setup_entry(
 ) -> None:
     """Add the node's sensors."""
     coordinator = entry.runtime_data
+    _follow_motion_option(hass, entry, coordinator.severity)
     async_add_entities(
         [
             *(IoTShieldSensor(coordinator, description) for description in SENSORS),
             IoTShieldRejectedPayloadsSensor(coordinator),
         ]
     )
+
+
+def _follow_motion_option(
+    hass: HomeAssistant, entry: IoTShieldConfigEntry, severity: SeverityEngine
+) -> None:
+    """Make motion count while the entity the user chose says nobody is home."""
+    entity_id = entry.options.get(MOTION_COUNTS_OPTION)
+    if not entity_id:
+        return
+
+    @callback
+    def follow(_event: Event[EventStateChangedData] | None = None) -> None:
+        state = hass.states.get(entity_id)
+        severity.motion_counts = motion_counts_in(None if state is None else state.state)
+
+    follow()
+    entry.async_on_unload(async_track_state_change_event(hass, [entity_id], follow))
 
 
 class IoTShieldSensor(IoTShieldEntity, RestoreSensor):
@@ -229,10 +284,17 @@ class IoTShieldSensor(IoTShieldEntity, RestoreSensor):
     async def async_added_to_hass(self) -> None:
         """Restore the last value unless a reading is already here."""
         await super().async_added_to_hass()
+        description = self.entity_description
+        if (last := await self.async_get_last_sensor_data()) is not None:
+            self._attr_native_value = last.native_value
+            if description.kept_attributes and (state := await self.async_get_last_state()):
+                self._attr_extra_state_attributes = {
+                    key: state.attributes[key]
+                    for key in description.kept_attributes
+                    if key in state.attributes
+                }
         if self._current(self.coordinator.data):
             self._take(self.coordinator.data)
-        elif (last := await self.async_get_last_sensor_data()) is not None:
-            self._attr_native_value = last.native_value
 
     @callback
     def _handle_coordinator_update(self) -> None:
@@ -247,9 +309,16 @@ class IoTShieldSensor(IoTShieldEntity, RestoreSensor):
 
     def _take(self, data: IoTShieldData) -> None:
         """Set value and attributes from the node's latest data."""
-        self._attr_native_value = self.entity_description.value_fn(data)
-        if (attributes_fn := self.entity_description.attributes_fn) is not None:
-            self._attr_extra_state_attributes = attributes_fn(data)
+        description = self.entity_description
+        value = description.value_fn(data)
+        if value is None and description.nothing_yet is not None:
+            if self._attr_native_value is not None:
+                return
+            value = description.nothing_yet
+        self._attr_native_value = value
+        if (attributes_fn := description.attributes_fn) is not None:
+            thresholds = self.coordinator.severity.thresholds
+            self._attr_extra_state_attributes = attributes_fn(data, thresholds)
 
 
 class IoTShieldRejectedPayloadsSensor(IoTShieldEntity, SensorEntity):
