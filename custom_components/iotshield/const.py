@@ -47,7 +47,8 @@ MAX_DISCOVERY_FLOWS: Final = 5
 YIELD_AFTER: Final = 0.001
 
 MANUFACTURER: Final = "IoTShield"
-MODEL: Final = "ESP32 safety node"
+# True of every node: the ESP32 firmware, its host build and the Python reference node.
+MODEL: Final = "Safety node"
 
 CONF_PROTOCOL: Final = "protocol"
 CONF_NODE_KEY: Final = "node_key"

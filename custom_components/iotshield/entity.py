@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from homeassistant.core import callback
@@ -10,6 +11,14 @@ from homeassistant.helpers.update_coordinator import CoordinatorEntity
 
 from .const import DOMAIN, MANUFACTURER, MODEL
 from .coordinator import IoTShieldCoordinator
+
+
+def device_name(node_id: str, title: str) -> str:
+    """Return a node's device name: the entry's title, or its id written as a name."""
+    if title != node_id:
+        return title
+    # Ids are lowercase words joined by - or _: `living_room` reads "Living room".
+    return " ".join(part for part in re.split(r"[-_]+", node_id) if part).capitalize()
 
 
 class IoTShieldEntity(CoordinatorEntity[IoTShieldCoordinator]):
@@ -28,7 +37,7 @@ class IoTShieldEntity(CoordinatorEntity[IoTShieldCoordinator]):
         self._attr_unique_id = f"{coordinator.node_id}_{key}"
         self._attr_device_info = DeviceInfo(
             identifiers={(DOMAIN, coordinator.node_id)},
-            name=coordinator.config_entry.title,
+            name=device_name(coordinator.node_id, coordinator.config_entry.title),
             manufacturer=MANUFACTURER,
             model=MODEL,
         )
