@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+import json
+from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 from homeassistant.components.sensor import ATTR_STATE_CLASS
@@ -15,6 +18,7 @@ from homeassistant.const import (
     EntityCategory,
 )
 from homeassistant.core import HomeAssistant, State
+from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers import device_registry as dr, entity_registry as er
 import pytest
 from pytest_homeassistant_custom_component.common import (
@@ -22,7 +26,23 @@ from pytest_homeassistant_custom_component.common import (
     mock_restore_cache_with_extra_data,
 )
 
-from custom_components.iotshield.const import DOMAIN
+from custom_components.iotshield.const import (
+    CONF_ANOMALY_LEVEL,
+    CONF_HOLD_TIME,
+    CONF_LEGACY_TOPIC,
+    CONF_MIN_SEVERITY,
+    CONF_PUBLISH_INTERVAL,
+    CONF_STALE_INTERVALS,
+    DOMAIN,
+)
+from custom_components.iotshield.explain import RULE_ORDER
+from custom_components.iotshield.severity import (
+    CONTEXT_LABELS,
+    DEFAULT_MOTION_FLIP,
+    MOTION_COUNTS_OPTION,
+    MOTION_WINDOW,
+    motion_votes,
+)
 
 from .envelope import encrypt, telemetry
 from .helpers import publish, setup_entry
@@ -48,7 +68,8 @@ EXPECTED = {
     "binary_sensor.kitchen_hazard": ("hazard", "safety", None, None, None),
     "sensor.kitchen_latest_alert": ("latest_alert", None, None, None, None),
     "binary_sensor.kitchen_anomaly": ("anomaly", "problem", None, None, None),
-    "sensor.kitchen_anomaly_score": ("anomaly_score", None, None, "measurement", None),
+    # No state class: while the detector learns, its state says so.
+    "sensor.kitchen_anomaly_score": ("anomaly_score", None, None, None, None),
     "sensor.kitchen_baseline_learned": ("baseline_learned", None, "%", None, "diagnostic"),
     "button.kitchen_relearn_normal": ("relearn", None, None, None, "config"),
     "event.kitchen_incident": ("incident", None, None, None, None),
@@ -307,3 +328,165 @@ async def test_derived_entities_are_written_only_when_they_change(
     await publish(hass, DATA_TOPIC, encrypt(public, telemetry(seq=3, g=0.5)))
     assert hass.states.get("sensor.kitchen_severity").state == "medium"
     assert hass.states.get("binary_sensor.kitchen_hazard").state == STATE_ON
+
+
+TRANSLATIONS = Path(__file__).parent.parent / "custom_components" / "iotshield" / "translations"
+# Enough motion readings in a row for the vote at the node's default noise.
+MOTION_READINGS = motion_votes(MOTION_WINDOW, DEFAULT_MOTION_FLIP)
+
+
+async def test_a_dark_night_with_people_about_is_normal(
+    hass: HomeAssistant, mock_config_entry: MockConfigEntry, private_key: rsa.RSAPrivateKey
+) -> None:
+    """Darkness and motion are noticed on the Severity sensor, never a severity by themselves."""
+    await setup_entry(hass, mock_config_entry)
+    public = private_key.public_key()
+    for seq in range(1, MOTION_READINGS + 1):
+        await publish(hass, DATA_TOPIC, encrypt(public, telemetry(seq=seq, l=3.0, m=1)))
+    severity = hass.states.get("sensor.kitchen_severity")
+    assert severity.state == "normal"
+    assert severity.attributes["rules"] == []
+    assert severity.attributes["context"] == ["dark", "motion"]
+    assert set(severity.attributes["sensor_levels"].values()) == {"normal"}
+    assert hass.states.get("binary_sensor.kitchen_hazard").state == STATE_OFF
+
+
+@pytest.mark.parametrize(
+    "entry_options",
+    [
+        {
+            CONF_PUBLISH_INTERVAL: 5,
+            CONF_STALE_INTERVALS: 3,
+            CONF_LEGACY_TOPIC: False,
+            MOTION_COUNTS_OPTION: "alarm_control_panel.home",
+        }
+    ],
+)
+async def test_motion_counts_while_the_alarm_is_armed(
+    hass: HomeAssistant, mock_config_entry: MockConfigEntry, private_key: rsa.RSAPrivateKey
+) -> None:
+    """With the option, motion is low while the chosen alarm is armed away, context otherwise."""
+    hass.states.async_set("alarm_control_panel.home", "armed_away")
+    await setup_entry(hass, mock_config_entry)
+    public = private_key.public_key()
+    for seq in range(1, MOTION_READINGS + 1):
+        await publish(hass, DATA_TOPIC, encrypt(public, telemetry(seq=seq, m=1)))
+    severity = hass.states.get("sensor.kitchen_severity")
+    assert severity.state == "low"
+    assert severity.attributes["rules"] == ["motion_low"]
+    assert severity.attributes["context"] == []
+
+    hass.states.async_set("alarm_control_panel.home", "disarmed")
+    await hass.async_block_till_done()
+    await publish(hass, DATA_TOPIC, encrypt(public, telemetry(seq=MOTION_READINGS + 1, m=1)))
+    severity = hass.states.get("sensor.kitchen_severity")
+    assert severity.state == "normal"
+    assert severity.attributes["context"] == ["motion"]
+
+
+async def test_the_motion_option_is_chosen_in_the_incidents_step(
+    hass: HomeAssistant, mock_config_entry: MockConfigEntry, private_key: rsa.RSAPrivateKey
+) -> None:
+    """The incidents options name the entity; after the reload motion counts while it is on."""
+    hass.states.async_set("input_boolean.away", "on")
+    await setup_entry(hass, mock_config_entry)
+    result = await hass.config_entries.options.async_init(mock_config_entry.entry_id)
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {"next_step_id": "alerts"}
+    )
+    assert MOTION_COUNTS_OPTION in {str(key) for key in result["data_schema"].schema}
+    choice: dict[str, Any] = {
+        CONF_MIN_SEVERITY: "medium",
+        CONF_HOLD_TIME: 300.0,
+        CONF_ANOMALY_LEVEL: "medium",
+    }
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {**choice, MOTION_COUNTS_OPTION: "input_boolean.away"}
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    await hass.async_block_till_done()
+    assert mock_config_entry.options[MOTION_COUNTS_OPTION] == "input_boolean.away"
+    public = private_key.public_key()
+    for seq in range(1, MOTION_READINGS + 1):
+        await publish(hass, DATA_TOPIC, encrypt(public, telemetry(seq=seq, m=1)))
+    assert hass.states.get("sensor.kitchen_severity").state == "low"
+
+    # Left empty, motion is context again.
+    result = await hass.config_entries.options.async_init(mock_config_entry.entry_id)
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {"next_step_id": "alerts"}
+    )
+    result = await hass.config_entries.options.async_configure(result["flow_id"], choice)
+    await hass.async_block_till_done()
+    assert mock_config_entry.options[MOTION_COUNTS_OPTION] is None
+    for seq in range(MOTION_READINGS + 1, 2 * MOTION_READINGS + 1):
+        await publish(hass, DATA_TOPIC, encrypt(public, telemetry(seq=seq, m=1)))
+    assert hass.states.get("sensor.kitchen_severity").state == "normal"
+
+
+async def test_latest_alert_says_none_until_there_is_one(
+    hass: HomeAssistant, mock_config_entry: MockConfigEntry, private_key: rsa.RSAPrivateKey
+) -> None:
+    """Before any incident the Latest alert is None, not unknown; then it names the incident."""
+    await setup_entry(hass, mock_config_entry)
+    public = private_key.public_key()
+    await publish(hass, DATA_TOPIC, encrypt(public, telemetry(seq=1)))
+    latest = hass.states.get("sensor.kitchen_latest_alert")
+    assert latest.state == "none"
+    assert "incident_id" not in latest.attributes
+    await publish(hass, DATA_TOPIC, encrypt(public, telemetry(seq=2, g=0.5)))
+    latest = hass.states.get("sensor.kitchen_latest_alert")
+    assert latest.state == "Gas level raised – kitchen"
+    assert latest.attributes["severity"] == "medium"
+
+
+async def test_latest_alert_is_kept_across_a_restart(
+    hass: HomeAssistant, mock_config_entry: MockConfigEntry, private_key: rsa.RSAPrivateKey
+) -> None:
+    """A resolved alert from before a restart is still the latest one, not None."""
+    title = "Gas level raised – kitchen"
+    attributes = {"incident_id": "a1b2", "severity": "medium", "resolved": True}
+    mock_restore_cache_with_extra_data(
+        hass,
+        [
+            (
+                State("sensor.kitchen_latest_alert", title, {**attributes, "friendly_name": "x"}),
+                {"native_value": title, "native_unit_of_measurement": None},
+            )
+        ],
+    )
+    await setup_entry(hass, mock_config_entry)
+    await publish(hass, DATA_TOPIC, encrypt(private_key.public_key(), telemetry(seq=1)))
+    latest = hass.states.get("sensor.kitchen_latest_alert")
+    assert latest.state == title
+    assert {key: latest.attributes[key] for key in attributes} == attributes
+    assert latest.attributes["friendly_name"] == "Kitchen Latest alert"
+
+
+async def test_anomaly_entities_say_they_are_learning(
+    hass: HomeAssistant, mock_config_entry: MockConfigEntry, private_key: rsa.RSAPrivateKey
+) -> None:
+    """A new node's anomaly score is Learning with the percent learned; Anomaly raises nothing."""
+    await setup_entry(hass, mock_config_entry)
+    await publish(hass, DATA_TOPIC, encrypt(private_key.public_key(), telemetry(seq=1)))
+    score = hass.states.get("sensor.kitchen_anomaly_score")
+    assert score.state == "learning"
+    assert score.attributes["baseline_learned"] == 0
+    assert hass.states.get("binary_sensor.kitchen_anomaly").state == STATE_OFF
+
+
+@pytest.mark.parametrize("language", ["en", "de"])
+def test_rule_context_and_state_names_are_translated(language: str) -> None:
+    """Tripped rules, what is noticed, None and Learning show as words in the UI."""
+    strings: dict[str, Any] = json.loads((TRANSLATIONS / f"{language}.json").read_text("utf-8"))
+    sensors = strings["entity"]["sensor"]
+    attributes = sensors["severity"]["state_attributes"]
+    assert set(attributes["rules"]["state"]) == set(RULE_ORDER)
+    assert set(attributes["context"]["state"]) == set(CONTEXT_LABELS)
+    assert set(sensors["latest_alert"]["state"]) == {"none"}
+    assert set(sensors["anomaly_score"]["state"]) == {"learning"}
+    alerts = strings["options"]["step"]["alerts"]
+    assert MOTION_COUNTS_OPTION in alerts["data"]
+    assert MOTION_COUNTS_OPTION in alerts["data_description"]
+    for names in (attributes["rules"]["state"], attributes["context"]["state"]):
+        assert all(name.strip() for name in names.values())
