@@ -406,7 +406,7 @@ async def test_thresholds_from_options(
     assert result["errors"] == {"gas_low": "thresholds_not_ordered"}
     wrong = {**defaults, "humidity_high": 120.0}
     result = await hass.config_entries.options.async_configure(result["flow_id"], wrong)
-    assert result["errors"] == {"humidity_low_under": "thresholds_out_of_range"}
+    assert result["errors"] == {"humidity_high": "thresholds_out_of_range"}
     result = await hass.config_entries.options.async_configure(
         result["flow_id"], {**defaults, "gas_medium": 0.55}
     )

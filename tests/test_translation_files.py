@@ -179,8 +179,8 @@ def _translate_command(tree: Tree) -> None:
 
 def _drop_code_span(tree: Tree) -> None:
     """Write a command without its backticks."""
-    errors = tree["config"]["error"]
-    errors["key_encrypted"] = errors["key_encrypted"].replace("`", "")
+    home_llm = tree["options"]["step"]["home_llm"]["data_description"]
+    home_llm["llm_model"] = home_llm["llm_model"].replace("`", "")
 
 
 def _markup(tree: Tree) -> None:
@@ -212,7 +212,7 @@ def _url(tree: Tree) -> None:
         (_drop_placeholder, placeholder_problems, "config.step.reconfigure.title"),
         (_stray_brace, placeholder_problems, "config.step.reconfigure.title"),
         (_translate_command, code_span_problems, "data_description.llm_model"),
-        (_drop_code_span, code_span_problems, "config.error.key_encrypted"),
+        (_drop_code_span, code_span_problems, "home_llm.data_description.llm_model"),
         (_markup, markup_problems, "services.explain.name"),
         (_leading_space, validator_problems, "leading or trailing spaces"),
         (_url, validator_problems, "a URL belongs in a placeholder"),

@@ -39,6 +39,7 @@ def test_config_flow_texts() -> None:
     assert set(STRINGS["options"]["step"]["init"]["menu_options"]) == menu
     option_errors = {problem.value for problem in ThresholdProblem} | {
         "invalid_prompt",
+        "invalid_url",
         "cannot_connect",
         "model_missing",
         "ai_task_entity_missing",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 from homeassistant.components import mqtt
@@ -517,10 +518,14 @@ class IoTShieldConfigFlow(ConfigFlow, domain=DOMAIN):
         if user_input is not None:
             if user_input[CONF_PAIRING] == PAIRING_V1:
                 return self._async_finish(self._private_pem, PROTOCOL_V1, None)
+            pasted = str(user_input.get(CONF_NODE_KEY) or "")
             try:
-                node_key = node_key_der_b64(load_node_key(user_input.get(CONF_NODE_KEY, "")))
+                node_key = node_key_der_b64(load_node_key(pasted))
             except NodeKeyError:
-                errors[CONF_NODE_KEY] = "invalid_node_key"
+                if pasted.strip():
+                    errors[CONF_NODE_KEY] = "invalid_node_key"
+                else:
+                    errors[CONF_NODE_KEY] = "node_key_missing"
             else:
                 return self._async_finish(self._private_pem, PROTOCOL_V2, node_key)
         schema = vol.Schema(
@@ -587,6 +592,25 @@ def _threshold_field(name: str, field: str) -> str:
     return f"{name}_{field}"
 
 
+def _wrong_threshold(
+    sensor: str, wanted: dict[str, dict[str, float]], saved: dict[str, dict[str, float]]
+) -> str:
+    """Return the band value of a refused sensor that the error belongs on."""
+    # The validator names only the sensor: blame the first value the user changed whose saved
+    # value makes the sensor valid again.
+    fields = BAND_FIELDS[sensor]
+    changed = [f for f in fields if wanted[sensor][f] != saved[sensor][f]]
+    for field in changed:
+        trial = {**wanted, sensor: {**wanted[sensor], field: saved[sensor][field]}}
+        try:
+            Thresholds.from_dict(trial).validate()
+        except ThresholdError as err:
+            if err.sensor == sensor:
+                continue
+        return field
+    return changed[0] if changed else fields[0]
+
+
 class IoTShieldOptionsFlow(OptionsFlow):
     """Tune a node: its timing and topics, thresholds, incidents and the local LLM."""
 
@@ -596,8 +620,14 @@ class IoTShieldOptionsFlow(OptionsFlow):
     async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Offer the groups of options."""
         return self.async_show_menu(
-            step_id="init", menu_options=["node", "thresholds", "alerts", "llm"]
+            step_id="init",
+            menu_options=["node", "thresholds", "alerts", "llm"],
+            description_placeholders=self._placeholders(),
         )
+
+    def _placeholders(self) -> dict[str, str]:
+        """Return what the titles fill in: which node these options are of."""
+        return {"node_id": str(self.config_entry.data[CONF_NODE_ID])}
 
     def _save(self, changes: dict[str, Any]) -> ConfigFlowResult:
         """Store the changed options next to the untouched ones."""
@@ -636,14 +666,17 @@ class IoTShieldOptionsFlow(OptionsFlow):
                 ): BooleanSelector(),
             }
         )
-        return self.async_show_form(step_id="node", data_schema=schema)
+        return self.async_show_form(
+            step_id="node", data_schema=schema, description_placeholders=self._placeholders()
+        )
 
     async def async_step_thresholds(
         self, user_input: dict[str, Any] | None = None
     ) -> ConfigFlowResult:
         """Edit the severity bands; refuse bands that are not ordered or out of range."""
         errors: dict[str, str] = {}
-        current = Thresholds.from_dict(self.config_entry.options.get(CONF_THRESHOLDS)).as_dict()
+        saved = Thresholds.from_dict(self.config_entry.options.get(CONF_THRESHOLDS)).as_dict()
+        current = saved
         if user_input is not None:
             wanted = {
                 name: {f: float(user_input[_threshold_field(name, f)]) for f in fields}
@@ -652,8 +685,8 @@ class IoTShieldOptionsFlow(OptionsFlow):
             try:
                 Thresholds.from_dict(wanted).validate()
             except ThresholdError as err:
-                first = BAND_FIELDS[err.sensor][0]
-                errors[_threshold_field(err.sensor, first)] = err.problem.value
+                wrong = _wrong_threshold(err.sensor, wanted, saved)
+                errors[_threshold_field(err.sensor, wrong)] = err.problem.value
             else:
                 return self._save({CONF_THRESHOLDS: wanted})
             current = wanted
@@ -665,7 +698,12 @@ class IoTShieldOptionsFlow(OptionsFlow):
                 for f in fields
             }
         )
-        return self.async_show_form(step_id="thresholds", data_schema=schema, errors=errors)
+        return self.async_show_form(
+            step_id="thresholds",
+            data_schema=schema,
+            errors=errors,
+            description_placeholders=self._placeholders(),
+        )
 
     async def async_step_alerts(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Choose when an incident opens and how long it must stay calm to resolve."""
@@ -698,7 +736,9 @@ class IoTShieldOptionsFlow(OptionsFlow):
                 ): EntitySelector(EntitySelectorConfig(domain=list(MOTION_COUNTS_DOMAINS))),
             }
         )
-        return self.async_show_form(step_id="alerts", data_schema=schema)
+        return self.async_show_form(
+            step_id="alerts", data_schema=schema, description_placeholders=self._placeholders()
+        )
 
     async def async_step_llm(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Choose whether this node's incidents are explained by the home's LLM."""
@@ -743,7 +783,7 @@ class IoTShieldOptionsFlow(OptionsFlow):
             step_id="llm",
             data_schema=schema,
             errors=errors,
-            description_placeholders={"home": HOME_LLM_TITLE},
+            description_placeholders={**self._placeholders(), "home": HOME_LLM_TITLE},
         )
 
     async def async_step_home_llm(
@@ -797,7 +837,7 @@ def home_llm_changes(user_input: Mapping[str, Any]) -> dict[str, Any]:
     """Return the home LLM's options from a submitted form."""
     return {
         CONF_LLM_PROVIDER: str(user_input.get(CONF_LLM_PROVIDER) or PROVIDER_OLLAMA),
-        CONF_LLM_URL: str(user_input[CONF_LLM_URL]).strip().rstrip("/"),
+        CONF_LLM_URL: ollama_url(str(user_input[CONF_LLM_URL])),
         CONF_LLM_MODEL: str(user_input[CONF_LLM_MODEL]).strip(),
         CONF_LLM_TIMEOUT: float(user_input[CONF_LLM_TIMEOUT]),
         CONF_LLM_KEEP_ALIVE: int(user_input[CONF_LLM_KEEP_ALIVE]),
@@ -805,6 +845,31 @@ def home_llm_changes(user_input: Mapping[str, Any]) -> dict[str, Any]:
         CONF_LLM_PROMPT: str(user_input.get(CONF_LLM_PROMPT) or "").strip(),
         CONF_LLM_AI_TASK_ENTITY: str(user_input.get(CONF_LLM_AI_TASK_ENTITY) or ""),
     }
+
+
+def ollama_url(text: str) -> str:
+    """Return the URL of an Ollama server as typed, with http:// when no scheme was given."""
+    url = text.strip()
+    # Ollama's own tools (OLLAMA_HOST) take host:port and mean http.
+    if url and "://" not in url:
+        url = f"http://{url}"
+    return url.rstrip("/")
+
+
+def is_ollama_url(url: str) -> bool:
+    """Say whether a URL can name an Ollama server: http(s), a host, nothing else odd."""
+    try:
+        parts = urlsplit(url)
+        # Reading the port raises ValueError when it is no number or out of range.
+        port = parts.port
+    except ValueError:
+        return False
+    return (
+        parts.scheme in ("http", "https")
+        and bool(parts.hostname)
+        and port != 0
+        and not any(char.isspace() for char in url)
+    )
 
 
 def home_llm_schema(hass: HomeAssistant, options: Mapping[str, Any]) -> vol.Schema:
@@ -841,8 +906,8 @@ def home_llm_schema(hass: HomeAssistant, options: Mapping[str, Any]) -> vol.Sche
     return vol.Schema(fields)
 
 
-async def async_check_llm(hass: HomeAssistant, changes: Mapping[str, Any]) -> dict[str, str]:
-    """Return form errors: a broken prompt, an unreachable server or a missing model or entity."""
+def _llm_form_errors(changes: Mapping[str, Any]) -> dict[str, str]:
+    """Return what is wrong in the form itself: a broken prompt, a missing entity, no URL."""
     try:
         check_prompt(changes.get(CONF_LLM_PROMPT) or DEFAULT_PROMPT)
     except PromptError:
@@ -850,6 +915,16 @@ async def async_check_llm(hass: HomeAssistant, changes: Mapping[str, Any]) -> di
     settings = llm_settings(changes)
     if settings.provider == PROVIDER_AI_TASK and not settings.ai_task_entity:
         return {CONF_LLM_AI_TASK_ENTITY: "ai_task_entity_missing"}
+    if settings.provider == PROVIDER_OLLAMA and not is_ollama_url(settings.url):
+        return {CONF_LLM_URL: "invalid_url"}
+    return {}
+
+
+async def async_check_llm(hass: HomeAssistant, changes: Mapping[str, Any]) -> dict[str, str]:
+    """Return form errors: a broken form, an unreachable server or a missing model or entity."""
+    if errors := _llm_form_errors(changes):
+        return errors
+    settings = llm_settings(changes)
     explainer = await async_create_explainer(hass, settings)
     try:
         await explainer.async_check()
