@@ -360,3 +360,14 @@ async def test_ai_task_errors_and_timeouts() -> None:
     assert len(failing.requests) == 1 + llm.SERVER_ERROR_RETRIES
     recovering = ScriptedGenerate(LLMError(Failure.SERVER_ERROR, "busy"), {"data": dict(ANSWER)})
     assert (await ai_task(recovering).async_explain(CONTEXT)).title == ANSWER["title"]
+
+
+async def test_settings_without_a_prompt_ask_with_the_default_one(
+    ollama_server: FakeOllama,  # noqa: F811
+    make_explainer: MakeExplainer,
+) -> None:
+    """An empty prompt setting is the default prompt, never an empty request."""
+    await make_explainer(prompt="").async_explain(CONTEXT, "English")
+    (prompt,) = ollama_server.prompts()
+    assert prompt.startswith("You are the safety assistant of a smart home.")
+    assert "gas_high" in prompt

@@ -18,7 +18,7 @@ from typing import Any, Final
 import httpx
 import ollama
 
-from .explain import ANSWER_SCHEMA, AnswerError, Context, build_prompt, parse_answer
+from .explain import ANSWER_SCHEMA, DEFAULT_PROMPT, AnswerError, Context, build_prompt, parse_answer
 from .incidents import Explanation
 
 DEFAULT_URL: Final = "http://localhost:11434"
@@ -149,7 +149,8 @@ class Explainer:
         `model` overrides the settings' model for this request (a node may use its own).
         """
         answer_in = language or self.settings.language or "English"
-        prompt = build_prompt(self.settings.prompt, context, answer_in)
+        # Settings made without a prompt (a script, a test) ask with the default one.
+        prompt = build_prompt(self.settings.prompt or DEFAULT_PROMPT, context, answer_in)
         malformed = server_errors = 0
         while True:
             try:
