@@ -6,6 +6,7 @@ always have the rule-based explanation first, and this module only upgrades it w
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 import asyncio
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
@@ -124,17 +125,17 @@ _CLIENT_ERRORS: Final = (
 )
 
 
-class Explainer:
+class Explainer(ABC):
     """Asks a model for explanations with the integration's prompt, within bounded retries."""
 
     def __init__(self, settings: LLMSettings) -> None:
         """Keep the settings the prompt and the calls are made from."""
         self.settings = settings
 
-    async def async_close(self) -> None:
+    async def async_close(self) -> None:  # noqa: B027 - an optional hook, empty by default
         """Release what the explainer holds; nothing by default."""
 
-    async def async_check(self) -> None:
+    async def async_check(self) -> None:  # noqa: B027 - an optional hook, empty by default
         """Raise LLMError when the model cannot be used."""
 
     async def async_preload(self) -> float:
@@ -164,9 +165,9 @@ class Explainer:
                 else:
                     raise
 
+    @abstractmethod
     async def _async_ask(self, prompt: str, model: str) -> Explanation:
-        """Make one request for a structured answer."""
-        raise NotImplementedError
+        """Make one request for a structured answer (each provider asks its own way)."""
 
 
 class OllamaExplainer(Explainer):
