@@ -340,7 +340,18 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
         entry.async_on_unload(self._cancel_previous_key_removal)
         await self.alerts.async_start()
         if isinstance(self._decoder, V2Receiver):
+            entry.async_on_unload(
+                mqtt.async_subscribe_connection_status(self.hass, self._on_mqtt_connection)
+            )
             self._ask_first_session_when_subscribed()
+
+    @callback
+    def _on_mqtt_connection(self, connected: bool) -> None:
+        """Allow for a session the node opens while Home Assistant has no broker connection."""
+        # A node that reconnects first after a broker restart opens its session before Home
+        # Assistant listens again: that session is lost, and readings in it are no attack.
+        if not connected and isinstance(self._decoder, V2Receiver):
+            self._decoder.listening_interrupted()
 
     @callback
     def _ask_first_session_when_subscribed(self) -> None:
@@ -480,14 +491,15 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
                 self._request_session(interval=STALE_SESSION_REQUEST_INTERVAL)
                 continue
             except PayloadRejected as err:
-                if err.reason is Rejection.UNKNOWN_SESSION:
-                    expected = self._session_expected(receiver)
+                if err.reason is Rejection.UNKNOWN_SESSION and isinstance(msg, DataMessage):
+                    expected = self._session_expected(receiver, msg)
                     # Rate-limited: also when the answer to an earlier request was lost.
                     self._request_session()
                     if expected:
                         # Data of the node's session from before Home Assistant asked for a
-                        # new one (at start, pairing or after its unchallenged session):
-                        # expected and not decryptable; the new session is on its way.
+                        # new one (at start, pairing, after its unchallenged session or after
+                        # the broker was out of reach): expected and not decryptable; the new
+                        # session is on its way.
                         LOGGER.debug("Node %s: waiting for its new session (%s)", self.node_id, err)
                         continue
                 self._reject(err)
@@ -502,9 +514,14 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
         if not self._session_checks.take(time.monotonic()):
             raise PayloadRejected(Rejection.RATE_LIMITED, "session checks")
 
-    def _session_expected(self, receiver: V2Receiver) -> bool:
-        """Say whether Home Assistant waits for a session it asked for (data before it are old)."""
-        return receiver.awaiting_session or self._awaiting_answer
+    def _session_expected(self, receiver: V2Receiver, msg: DataMessage) -> bool:
+        """Say whether data of an unknown session are explained: a session asked for or missed."""
+        # Waiting for a session it asked for, Home Assistant expects data of older ones.
+        return (
+            receiver.awaiting_session
+            or self._awaiting_answer
+            or receiver.missed_while_away(msg.sid)
+        )
 
     @callback
     def _request_session(

@@ -348,11 +348,30 @@ class V2Receiver:
         # Sessions accepted since this receiver was made; a revision-1 node's data count only
         # in those, so a rolled-back store cannot make recorded data acceptable again.
         self._fresh: deque[int] = deque(maxlen=2)
+        # Set while Home Assistant may have missed a session because it was not listening
+        # (its broker connection dropped); then the one newer session id seen first.
+        self._gap = False
+        self._gap_sid: int | None = None
 
     @property
     def awaiting_session(self) -> bool:
         """Say whether no session was accepted since Home Assistant asked for one at start."""
         return not self._fresh
+
+    def listening_interrupted(self) -> None:
+        """Note that the node may open a session now that Home Assistant will never receive."""
+        self._gap = True
+        self._gap_sid = None
+
+    def missed_while_away(self, sid: int) -> bool:
+        """Say whether unknown session `sid` can be the one the node opened while not heard."""
+        # A node opens one session when it reconnects, newer than every accepted one; the first
+        # such id seen is taken for it. Any other unknown session is an attacker's.
+        if not self._gap or sid <= self.state.highest_sid:
+            return False
+        if self._gap_sid is None:
+            self._gap_sid = sid
+        return sid == self._gap_sid
 
     def set_ha_keys(self, ha_keys: Sequence[rsa.RSAPrivateKey]) -> None:
         """Use new Home Assistant keys (newest first) from now on, e.g. after a rotation."""
@@ -416,6 +435,7 @@ class V2Receiver:
         self.state.current = Session(msg.sid, session_key)
         self.state.highest_sid = msg.sid
         self._fresh.append(msg.sid)
+        self._gap = False
         return info
 
     def reset(self) -> None:
@@ -448,6 +468,8 @@ class V2Receiver:
         # A revision-1 node pads with spaces (§12.4); JSON ignores trailing whitespace.
         telemetry = parse_telemetry(plaintext.rstrip(b" "), self.node_id)
         session.max_ctr = msg.ctr
+        # The node still speaks in a session Home Assistant holds: it missed none.
+        self._gap = False
         return telemetry
 
 
