@@ -115,6 +115,8 @@ RULE_ORDER: Final = (
     "anomaly_humidity",
     "anomaly_motion",
     "anomaly_light",
+    # A drill from the Test alarm button or service.
+    "test_alarm",
 )
 # The English texts, for callers that do not choose a language (the prompt is English).
 RULE_TEXTS: Final = ENGLISH.rules

@@ -17,6 +17,10 @@ from .severity import Level
 
 DEFAULT_MIN_LEVEL: Final = Level.MEDIUM
 DEFAULT_HOLD_SECONDS: Final = 300
+# A drill (the Test alarm) ends when acknowledged, when a real hazard starts, or after this long.
+DRILL_SECONDS: Final = 300
+DRILL_LEVEL: Final = Level.HIGH
+DRILL_RULE: Final = "test_alarm"
 
 
 class Transition(StrEnum):
@@ -79,11 +83,20 @@ class Incident:
     acknowledged_level: Level | None = None
     explanation: Explanation | None = None
     resolved_at: float | None = None
+    # A drill started by the user (Test alarm), never a hazard.
+    test: bool = False
 
     @property
     def acknowledged(self) -> bool:
         """Say whether the user silenced the incident at its present severity."""
         return self.acknowledged_level is not None and self.acknowledged_level >= self.level
+
+    @property
+    def status(self) -> str:
+        """Return "open", "acknowledged" or "resolved"."""
+        if self.resolved_at is not None:
+            return "resolved"
+        return "acknowledged" if self.acknowledged else "open"
 
     def as_dict(self) -> dict[str, Any]:
         """Return the JSON-native form kept in the node's store."""
@@ -98,6 +111,7 @@ class Incident:
             if self.acknowledged_level is None
             else self.acknowledged_level.label,
             "explanation": None if self.explanation is None else self.explanation.as_dict(),
+            "test": self.test,
         }
 
     @classmethod
@@ -115,6 +129,7 @@ class Incident:
             calm_since=None if calm_since is None else float(calm_since),
             acknowledged_level=None if acknowledged is None else Level[str(acknowledged).upper()],
             explanation=None if explanation is None else Explanation.from_dict(explanation),
+            test=data.get("test") is True,
         )
 
 
@@ -146,6 +161,12 @@ class IncidentTracker:
     def observe(self, level: Level, rules: Sequence[str], now: float) -> Change | None:
         """Take the severity of one reading; return the transition it causes, if any."""
         incident = self.incident
+        if incident is not None and incident.test:
+            # A drill is not about readings; `end_drill` closes it before a real hazard opens.
+            if level < self.min_level:
+                return None
+            self.end_drill(now)
+            incident = None
         if incident is None:
             if level < self.min_level:
                 return None
@@ -167,6 +188,33 @@ class IncidentTracker:
         incident.resolved_at = now
         self.incident, self.last_resolved = None, incident
         return Change(Transition.RESOLVED, replace(incident), incident.level)
+
+    def start_drill(self, now: float) -> Change | None:
+        """Open a drill; None while any incident (a real one or another drill) is open."""
+        if self.incident is not None:
+            return None
+        self.incident = Incident(
+            self.new_id(), now, DRILL_LEVEL, DRILL_LEVEL, (DRILL_RULE,), test=True
+        )
+        return Change(Transition.OPENED, self._copy(self.incident), None)
+
+    def end_drill(self, now: float) -> Change | None:
+        """Resolve the open drill; None when no drill is open."""
+        incident = self.incident
+        if incident is None or not incident.test:
+            return None
+        incident.resolved_at = now
+        self.incident, self.last_resolved = None, incident
+        return Change(Transition.RESOLVED, replace(incident), incident.level)
+
+    def drill_due(self, level: Level, now: float) -> bool:
+        """Say whether the open drill must end now: a real hazard begins, or its time is up."""
+        incident = self.incident
+        return (
+            incident is not None
+            and incident.test
+            and (level >= self.min_level or now - incident.opened_at >= DRILL_SECONDS)
+        )
 
     def explain(self, incident_id: str, explanation: Explanation) -> Change | None:
         """Attach an explanation to the open incident; None when it is no longer open."""

@@ -19,6 +19,7 @@ from homeassistant.const import LIGHT_LUX, PERCENTAGE, EntityCategory, UnitOfTem
 from homeassistant.core import CALLBACK_TYPE, Event, EventStateChangedData, HomeAssistant, callback
 from homeassistant.helpers.entity_platform import AddEntitiesCallback
 from homeassistant.helpers.event import async_call_later, async_track_state_change_event
+from homeassistant.util import dt as dt_util
 
 from .coordinator import IoTShieldConfigEntry, IoTShieldCoordinator, IoTShieldData
 from .entity import IoTShieldEntity
@@ -95,6 +96,10 @@ def _latest_alert_title(data: IoTShieldData) -> str | None:
 LATEST_ALERT_ATTRIBUTES = (
     "incident_id",
     "severity",
+    "status",
+    "opened_at",
+    "resolved_at",
+    "test",
     "resolved",
     "explanation",
     "suggested_action",
@@ -111,6 +116,13 @@ def _latest_alert_attributes(data: IoTShieldData, _thresholds: Thresholds) -> di
     return {
         "incident_id": incident.incident_id,
         "severity": incident.level.label,
+        "status": incident.status,
+        "opened_at": dt_util.utc_from_timestamp(incident.opened_at).isoformat(),
+        "resolved_at": None
+        if incident.resolved_at is None
+        else dt_util.utc_from_timestamp(incident.resolved_at).isoformat(),
+        # A drill from the Test alarm button or service, not a hazard.
+        "test": incident.test,
         "resolved": incident.resolved_at is not None,
         "explanation": None if explanation is None else explanation.explanation,
         "suggested_action": None if explanation is None else explanation.suggested_action,
