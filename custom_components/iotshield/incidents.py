@@ -160,13 +160,9 @@ class IncidentTracker:
 
     def observe(self, level: Level, rules: Sequence[str], now: float) -> Change | None:
         """Take the severity of one reading; return the transition it causes, if any."""
+        if self._drill_holds(level, now):
+            return None
         incident = self.incident
-        if incident is not None and incident.test:
-            # A drill is not about readings; `end_drill` closes it before a real hazard opens.
-            if level < self.min_level:
-                return None
-            self.end_drill(now)
-            incident = None
         if incident is None:
             if level < self.min_level:
                 return None
@@ -188,6 +184,17 @@ class IncidentTracker:
         incident.resolved_at = now
         self.incident, self.last_resolved = None, incident
         return Change(Transition.RESOLVED, replace(incident), incident.level)
+
+    def _drill_holds(self, level: Level, now: float) -> bool:
+        """Say whether an open drill ignores this reading; a real hazard ends it first."""
+        incident = self.incident
+        if incident is None or not incident.test:
+            return False
+        if level < self.min_level:
+            return True
+        # Callers end a drill with `end_drill` to announce it; this is the silent safety net.
+        self.end_drill(now)
+        return False
 
     def start_drill(self, now: float) -> Change | None:
         """Open a drill; None while any incident (a real one or another drill) is open."""
