@@ -160,8 +160,10 @@ class IncidentTracker:
 
     def observe(self, level: Level, rules: Sequence[str], now: float) -> Change | None:
         """Take the severity of one reading; return the transition it causes, if any."""
-        if self._drill_holds(level, now):
-            return None
+        return None if self._drill_holds(level, now) else self._follow(level, rules, now)
+
+    def _follow(self, level: Level, rules: Sequence[str], now: float) -> Change | None:
+        """Open, escalate or resolve the real incident for one reading's severity."""
         incident = self.incident
         if incident is None:
             if level < self.min_level:
