@@ -169,6 +169,7 @@ async def test_incident_lifecycle(
         "source": "rules",
         "acknowledged": False,
         "opened_at": opened["opened_at"],
+        "test": False,
     }
     assert "gas 0.50" in opened["explanation"]
     incident_id = opened["incident_id"]

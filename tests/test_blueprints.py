@@ -210,3 +210,56 @@ async def test_hazard_response_runs_once_per_incident(blueprint_hass: HomeAssist
     assert len(calls) == 1
     await fire(hass, "opened", severity="critical", incident_id="next", title="Fire")
     assert [c.data for c in calls][-1] == {"why": "Fire"}
+
+
+async def test_push_alert_test_alarm(blueprint_hass: HomeAssistant) -> None:
+    """A test alarm is pushed (never as critical), unless the user turned tests off."""
+    hass = blueprint_hass
+    pushes = async_mock_service(hass, "notify", "mobile_app_phone")
+    await use_blueprint(hass, "push_alert.yaml", PUSH_INPUTS)
+    await fire(hass, "opened", severity="critical", test=True, title="Test alarm – Kitchen")
+    (push,) = pushes
+    assert push.data["title"] == "Test alarm – Kitchen"
+    assert push.data["data"]["push"]["interruption-level"] == "active"
+    assert push.data["data"]["channel"] == "iotshield"
+    # The default dashboard is the integration's own.
+    assert push.data["data"]["url"] == "/iotshield/nodes"
+
+
+async def test_push_alert_without_test_alarms(blueprint_hass: HomeAssistant) -> None:
+    """With test alarms off only real incidents are pushed."""
+    hass = blueprint_hass
+    pushes = async_mock_service(hass, "notify", "mobile_app_phone")
+    await use_blueprint(hass, "push_alert.yaml", {**PUSH_INPUTS, "test_alarms": False})
+    await fire(hass, "opened", severity="high", test=True)
+    assert pushes == []
+    await fire(hass, "opened", severity="high", test=False, incident_id="real")
+    assert len(pushes) == 1
+
+
+async def test_hazard_response_skips_test_alarms_unless_asked(
+    blueprint_hass: HomeAssistant,
+) -> None:
+    """A drill never cuts the gas by default; the user may include it to test the siren."""
+    hass = blueprint_hass
+    calls = async_mock_service(hass, "test", "siren")
+    response = [{"action": "test.siren", "data": {"why": "{{ incident.title }}"}}]
+    await use_blueprint(hass, "hazard_response.yaml", {"severity": "high", "response": response})
+    await fire(hass, "opened", severity="high", test=True, title="Test alarm")
+    assert calls == []
+    await fire(hass, "opened", severity="high", incident_id="real", title="Smoke")
+    assert [c.data for c in calls] == [{"why": "Smoke"}]
+
+
+async def test_hazard_response_on_test_alarm(blueprint_hass: HomeAssistant) -> None:
+    """With the option on, a test alarm runs the actions too."""
+    hass = blueprint_hass
+    calls = async_mock_service(hass, "test", "siren")
+    response = [{"action": "test.siren", "data": {"why": "{{ incident.title }}"}}]
+    await use_blueprint(
+        hass,
+        "hazard_response.yaml",
+        {"severity": "high", "response": response, "on_test_alarm": True},
+    )
+    await fire(hass, "opened", severity="high", test=True, title="Test alarm")
+    assert [c.data for c in calls] == [{"why": "Test alarm"}]

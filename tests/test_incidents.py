@@ -7,6 +7,8 @@ import itertools
 import pytest
 
 from custom_components.iotshield.incidents import (
+    DRILL_LEVEL,
+    DRILL_SECONDS,
     Explanation,
     Incident,
     IncidentTracker,
@@ -150,3 +152,62 @@ def test_damaged_storage_is_ignored(damaged: dict[str, object] | None) -> None:
     t = tracker()
     assert not t.restore(damaged)
     assert t.incident is None
+
+
+def test_a_drill_opens_only_when_nothing_is_open() -> None:
+    """A drill is a high, test-flagged incident; never while a real one (or a drill) is open."""
+    tracker = IncidentTracker(hold_seconds=0)
+    change = tracker.start_drill(0.0)
+    assert change is not None
+    assert change.transition is Transition.OPENED
+    assert change.incident.test is True
+    assert change.incident.level is DRILL_LEVEL
+    assert change.incident.status == "open"
+    assert tracker.start_drill(1.0) is None
+    # Calm readings neither escalate nor resolve it.
+    assert tracker.observe(Level.NORMAL, (), 2.0) is None
+    assert tracker.incident is not None
+    assert tracker.incident.test
+    ended = tracker.end_drill(3.0)
+    assert ended is not None
+    assert ended.transition is Transition.RESOLVED
+    assert ended.incident.status == "resolved"
+    assert tracker.end_drill(4.0) is None
+    real = IncidentTracker()
+    real.observe(Level.HIGH, ("gas_high",), 0.0)
+    assert real.start_drill(1.0) is None
+    assert real.end_drill(1.0) is None
+
+
+def test_a_drill_is_due_to_end_at_a_hazard_or_after_its_time() -> None:
+    """A hazard or the drill's time ends it; a later hazard opens a real incident."""
+    tracker = IncidentTracker()
+    tracker.start_drill(100.0)
+    assert not tracker.drill_due(Level.LOW, 100.0 + DRILL_SECONDS - 1)
+    assert tracker.drill_due(Level.NORMAL, 100.0 + DRILL_SECONDS)
+    assert tracker.drill_due(Level.MEDIUM, 101.0)
+    # Even a caller that forgets to end it first never escalates a drill into a hazard.
+    change = tracker.observe(Level.CRITICAL, ("fire",), 102.0)
+    assert change is not None
+    assert change.transition is Transition.OPENED
+    assert change.incident.test is False
+    assert tracker.last_resolved is not None
+    assert tracker.last_resolved.test
+
+
+def test_the_test_flag_is_stored() -> None:
+    """A stored drill comes back as a drill; old stored incidents are real ones."""
+    tracker = IncidentTracker()
+    tracker.start_drill(0.0)
+    stored = tracker.as_dict()
+    assert stored is not None
+    assert stored["test"] is True
+    again = IncidentTracker()
+    assert again.restore(stored)
+    assert again.incident is not None
+    assert again.incident.test
+    del stored["test"]
+    old = IncidentTracker()
+    assert old.restore(stored)
+    assert old.incident is not None
+    assert not old.incident.test

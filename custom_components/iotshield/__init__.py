@@ -54,6 +54,7 @@ from .home_llm import (
     llm_settings,
 )
 from .keys import KeyImportError, fingerprint, load_private_key
+from .panel import async_update_dashboard
 from .protocol import V1Decoder
 from .protocol_v2 import NodeKeyError, V2Receiver, V2State, load_node_key
 from .services import async_setup_services
@@ -192,6 +193,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: IoTShieldConfigEntry) ->
     # Subscribe only once the entities exist, so retained messages reach them.
     await coordinator.async_start()
     entry.async_on_unload(entry.add_update_listener(_async_update_listener))
+    async_update_dashboard(hass)
     return True
 
 
@@ -217,6 +219,8 @@ async def async_unload_entry(hass: HomeAssistant, entry: IoTShieldConfigEntry) -
         return True
     unloaded = await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
     await entry.runtime_data.async_flush()
+    # The entry is unloading now, so the dashboard no longer shows it (or goes with the last).
+    async_update_dashboard(hass)
     return unloaded
 
 

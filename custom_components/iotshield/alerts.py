@@ -13,8 +13,9 @@ from typing import Any
 
 from homeassistant.components import persistent_notification
 from homeassistant.config_entries import ConfigEntry
-from homeassistant.core import HomeAssistant, callback
+from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
 from homeassistant.helpers import area_registry as ar, device_registry as dr, issue_registry as ir
+from homeassistant.helpers.event import async_call_later
 from homeassistant.util import dt as dt_util
 
 from .const import (
@@ -42,6 +43,7 @@ from .explain import (
 from .home_llm import HOME_LLM, HomeLLM
 from .incidents import (
     DEFAULT_HOLD_SECONDS,
+    DRILL_SECONDS,
     Change,
     Explanation,
     Incident,
@@ -96,6 +98,7 @@ class NodeAlerts:
         self._history: deque[tuple[float, Readings]] = deque(maxlen=TREND_READINGS)
         self.latest: Readings = {}
         self.anomalies: dict[str, int] = {}
+        self._drill_timer: CALLBACK_TYPE | None = None
         self.queue = ExplanationQueue(
             self._async_explain_locked,
             self._on_llm_result,
@@ -114,7 +117,12 @@ class NodeAlerts:
         """Show an incident that was open before a restart."""
         # Nodes once had their own LLM settings and repair; the home's entry has both now.
         ir.async_delete_issue(self.hass, DOMAIN, llm_issue_id(self.node_id))
+        self.entry.async_on_unload(self.async_stop)
         incident = self.tracker.incident
+        if incident is not None and incident.test:
+            # A drill's timer did not survive the restart; the drill ends here, announced.
+            self._end_drill()
+            return
         if incident is not None and not incident.acknowledged:
             # Notifications do not survive a restart; the incident does. Show it again quietly:
             # no event, so no automation or phone is alerted twice.
@@ -146,6 +154,9 @@ class NodeAlerts:
         self.latest = readings
         self.anomalies = dict(anomalies)
         self._history.append((now, readings))
+        if self.tracker.drill_due(assessment.level, time.time()):
+            # A real hazard ends the drill first, so that it is alerted as itself, never a test.
+            self._end_drill()
         change = self.tracker.observe(
             assessment.level, [rule.rule_id for rule in assessment.rules], time.time()
         )
@@ -313,6 +324,40 @@ class NodeAlerts:
             "dropped": self.queue.dropped,
         }
 
+    # Drills (Test alarm)
+
+    @callback
+    def async_test_alarm(self) -> str | None:
+        """Run a drill through notification, events and triggers; None while an incident is open."""
+        change = self.tracker.start_drill(time.time())
+        if change is None:
+            return None
+        incident = change.incident
+        explanation = rule_explanation(self.context(incident.level, incident.rules), self.texts)
+        self.tracker.explain(incident.incident_id, explanation)
+        self._deliver(Change(change.transition, self.tracker.incident or incident, None))
+        self._drill_timer = async_call_later(self.hass, DRILL_SECONDS, self._drill_expired)
+        return incident.incident_id
+
+    @callback
+    def _drill_expired(self, _now: object) -> None:
+        """End a drill nobody acknowledged."""
+        self._drill_timer = None
+        self._end_drill()
+
+    def _end_drill(self) -> None:
+        """Resolve the open drill and announce it."""
+        self.async_stop()
+        if (change := self.tracker.end_drill(time.time())) is not None:
+            self._deliver(change)
+
+    @callback
+    def async_stop(self) -> None:
+        """Cancel the drill's timer (the entry unloads, or the drill ended)."""
+        if self._drill_timer is not None:
+            self._drill_timer()
+            self._drill_timer = None
+
     # Delivery
 
     @callback
@@ -327,6 +372,9 @@ class NodeAlerts:
         )
         self._fire(change)
         self._on_change()
+        if change.incident.test:
+            # Silencing a drill is the end of the test, as with a smoke alarm's test button.
+            self._end_drill()
         return True
 
     def _deliver(self, change: Change) -> None:
@@ -370,6 +418,8 @@ class NodeAlerts:
             "source": explanation.source.value,
             "acknowledged": incident.acknowledged,
             "opened_at": dt_util.utc_from_timestamp(incident.opened_at).isoformat(),
+            # A drill (Test alarm): automations may treat it differently, nothing is wrong.
+            "test": incident.test,
         }
 
     def _notify(self, incident: Incident, *, resolved: bool) -> None:

@@ -135,6 +135,7 @@ LLM_UNREACHABLE_AFTER: Final = 2
 EVENT_PREFIX: Final = f"{DOMAIN}_incident_"
 SERVICE_ACKNOWLEDGE: Final = "acknowledge"
 SERVICE_EXPLAIN: Final = "explain"
+SERVICE_TEST_ALARM: Final = "test_alarm"
 ATTR_INCIDENT_ID: Final = "incident_id"
 # Readings kept for the trend in the explanation context.
 TREND_SECONDS: Final = 300.0

@@ -201,6 +201,8 @@ SENSORS: tuple[IoTShieldSensorEntityDescription, ...] = (
         # The last word on a hazard stays readable when the node goes silent, and after a
         # restart (resolved incidents are not stored).
         available_without_node=True,
+        # Incidents are Home Assistant's own: a test alarm shows before the node's first reading.
+        own_value=True,
         nothing_yet=NO_ALERT,
         kept_attributes=LATEST_ALERT_ATTRIBUTES,
     ),

@@ -41,6 +41,7 @@ from .const import (
     SERVICE_EXPLAIN,
     SERVICE_ROTATE_KEY,
     SERVICE_SEND_COMMAND,
+    SERVICE_TEST_ALARM,
 )
 from .coordinator import IoTShieldConfigEntry
 from .home_llm import is_home_entry
@@ -60,6 +61,7 @@ SEND_COMMAND_SCHEMA = vol.Schema(
 )
 ROTATE_KEY_SCHEMA = vol.Schema({vol.Required(ATTR_DEVICE_ID): cv.string})
 EXPLAIN_SCHEMA = vol.Schema({vol.Required(ATTR_DEVICE_ID): cv.string})
+TEST_ALARM_SCHEMA = vol.Schema({vol.Required(ATTR_DEVICE_ID): cv.string})
 ACKNOWLEDGE_SCHEMA = vol.Schema(
     {
         vol.Optional(ATTR_DEVICE_ID): cv.string,
@@ -175,6 +177,34 @@ async def _async_acknowledge(call: ServiceCall) -> None:
     )
 
 
+async def _async_test_alarm(call: ServiceCall) -> ServiceResponse:
+    """Run a drill on one node: its notification, events and device triggers, flagged as a test."""
+    entry = _entry_for_device(call.hass, call.data[ATTR_DEVICE_ID])
+    return {"incident_id": async_test_alarm(entry)}
+
+
+def async_test_alarm(entry: IoTShieldConfigEntry) -> str:
+    """Start a node's drill, or say in the user's language why it cannot start."""
+    incident_id = entry.runtime_data.alerts.async_test_alarm()
+    if incident_id is None:
+        raise ServiceValidationError(
+            translation_domain=DOMAIN,
+            translation_key="test_alarm_busy",
+            translation_placeholders={"node": entry.title},
+        )
+    return incident_id
+
+
+def async_acknowledge_node(entry: IoTShieldConfigEntry) -> None:
+    """Acknowledge a node's open incident (or drill), or say that there is none."""
+    if not entry.runtime_data.alerts.async_acknowledge(None):
+        raise ServiceValidationError(
+            translation_domain=DOMAIN,
+            translation_key="nothing_to_acknowledge",
+            translation_placeholders={"node": entry.title},
+        )
+
+
 async def _async_explain(call: ServiceCall) -> ServiceResponse:
     """Explain a node's current state now, with the local LLM when it can."""
     entry = _entry_for_device(call.hass, call.data[ATTR_DEVICE_ID])
@@ -220,6 +250,13 @@ def async_setup_services(hass: HomeAssistant) -> None:
     )
     hass.services.async_register(
         DOMAIN, SERVICE_ACKNOWLEDGE, _async_acknowledge, schema=ACKNOWLEDGE_SCHEMA
+    )
+    hass.services.async_register(
+        DOMAIN,
+        SERVICE_TEST_ALARM,
+        _async_test_alarm,
+        schema=TEST_ALARM_SCHEMA,
+        supports_response=SupportsResponse.OPTIONAL,
     )
     hass.services.async_register(
         DOMAIN,

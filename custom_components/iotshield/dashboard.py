@@ -1,0 +1,89 @@
+"""The IoTShield dashboard: one section per node, made from the nodes' entities when it is shown.
+
+Plain Python with no Home Assistant import: `panel.py` gathers the nodes and serves the result
+as a read-only dashboard, so a node added later appears without anybody editing YAML.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+URL_PATH: Final = "iotshield"
+TITLE: Final = "IoTShield"
+ICON: Final = "mdi:shield-home"
+
+# What a section shows, in this order, by entity key (the end of the entity's unique id).
+# First what needs the user (alert, acknowledge), then what is wrong, then the readings.
+ALERT_KEYS: Final = ("latest_alert", "severity")
+BUTTON_KEYS: Final = ("acknowledge", "test_alarm")
+PROBLEM_KEYS: Final = (
+    "hazard",
+    "fire",
+    "gas_problem",
+    "overheating",
+    "humidity_problem",
+    "anomaly",
+)
+READING_KEYS: Final = ("temperature", "humidity", "gas_level", "illuminance", "flame", "motion")
+# The latest alert's tile says what it is, where it stands and since when.
+LATEST_ALERT_CONTENT: Final = ("state", "status", "opened_at")
+
+
+@dataclass(frozen=True, slots=True)
+class NodeView:
+    """A node as the dashboard shows it: its name, room and entity ids by key."""
+
+    name: str
+    area: str | None
+    entities: Mapping[str, str]
+
+
+def _tile(entity_id: str, **extra: Any) -> dict[str, Any]:
+    """Return a tile card for one entity."""
+    return {"type": "tile", "entity": entity_id, **extra}
+
+
+def _press(entity_id: str) -> dict[str, Any]:
+    """Return a tile that presses a button entity when tapped (not its more-info dialog)."""
+    action = {
+        "action": "perform-action",
+        "perform_action": "button.press",
+        "target": {"entity_id": entity_id},
+    }
+    return _tile(
+        entity_id, tap_action=action, icon_tap_action=action, hold_action={"action": "none"}
+    )
+
+
+def node_section(node: NodeView) -> dict[str, Any]:
+    """Return one node's section: heading, latest alert and controls, problems, readings."""
+    entities = node.entities
+    heading = node.name if node.area is None else f"{node.name} · {node.area}"
+    cards: list[dict[str, Any]] = [{"type": "heading", "heading": heading, "icon": ICON}]
+    if (latest := entities.get("latest_alert")) is not None:
+        cards.append(_tile(latest, state_content=list(LATEST_ALERT_CONTENT), vertical=False))
+    cards.extend(_tile(entities[key]) for key in ALERT_KEYS[1:] if key in entities)
+    cards.extend(_press(entities[key]) for key in BUTTON_KEYS if key in entities)
+    cards.extend(_tile(entities[key]) for key in PROBLEM_KEYS if key in entities)
+    cards.extend(_tile(entities[key]) for key in READING_KEYS if key in entities)
+    return {"type": "grid", "cards": cards}
+
+
+def dashboard_config(nodes: Sequence[NodeView]) -> dict[str, Any]:
+    """Return the whole dashboard: one view, a section per node, by room and then name."""
+    ordered = sorted(nodes, key=lambda node: (node.area or "", node.name.casefold()))
+    return {
+        "title": TITLE,
+        "views": [
+            {
+                "title": TITLE,
+                "path": "nodes",
+                "icon": ICON,
+                "type": "sections",
+                "max_columns": 4,
+                "sections": [node_section(node) for node in ordered],
+            }
+        ],
+    }
