@@ -88,6 +88,24 @@ async def test_adding_by_hand_offers_the_announced_fingerprint(hass: HomeAssista
 
 
 @pytest.mark.usefixtures("mqtt_mock")
+async def test_a_node_started_while_the_key_is_shown_is_paired_by_fingerprint(
+    hass: HomeAssistant,
+) -> None:
+    """The user gives the node the shown key and starts it: its announce is read then."""
+    result = await _user_flow(hass)
+    assert result["step_id"] == "show_key"
+    flow = asyncio.ensure_future(hass.config_entries.flow.async_configure(result["flow_id"], {}))
+    while not flow.done():
+        async_fire_mqtt_message(hass, "iotshield/garage/status", _announce(), retain=True)
+        await asyncio.sleep(0.05)
+    result = flow.result()
+    assert result["step_id"] == "pair_confirm"
+    assert result["description_placeholders"]["node_fingerprint"] == " ".join(
+        re.findall("....", node_key_fingerprint(NODE_KEY_B64))
+    )
+
+
+@pytest.mark.usefixtures("mqtt_mock")
 async def test_without_an_announce_the_key_is_pasted(hass: HomeAssistant) -> None:
     """No retained announce (a v1 node, or one not yet started): the paste step, as before."""
     result = await _user_flow(hass)

@@ -469,6 +469,12 @@ class IoTShieldConfigFlow(ConfigFlow, domain=DOMAIN):
             self._private_pem = self._kept_pem or private_key_pem(self._private_key)
             if self.source == SOURCE_RECONFIGURE:
                 return self._async_finish(self._private_pem)
+            if self._announced_node_key is None and self._node_id is not None:
+                # The node may have been given this key and started while the key was shown:
+                # its announce now offers the fingerprint comparison instead of a paste.
+                self._announced_node_key = await self._async_read_announce(
+                    self._prefix, self._node_id
+                )
             if self._announced_node_key is not None:
                 return await self.async_step_pair_confirm()
             return await self.async_step_pair_manual()
