@@ -1,9 +1,11 @@
 """Turn the benchmark figures (JSON) into the README's Markdown tables and PNG plots.
 
     python scripts/bench_report.py FIGURES_DIR PLOTS_DIR
+    python scripts/bench_report.py --soak FIGURES_DIR PLOTS_DIR
 
 Reads what tests/bench_ha.py and scripts/bench_privacy.py wrote into FIGURES_DIR, prints the
-tables with the targets they are judged against, and writes one plot per trade-off.
+tables with the targets they are judged against, and writes one plot per trade-off. With --soak,
+the soak's figures (tests/bench_soak.py, also while it still runs) and its curve, soak.png.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ HA_RATE_TARGET = 1000.0
 P99_TARGET_MS = 25.0
 STALL_TARGET_MS = 2.0
 ATTACK_STALL_TARGET_MS = 10.0
+ROWS_TARGET = 3000
+DISPLAY_SIGMA_TARGET = 0.3
 
 
 def _load(folder: Path, name: str) -> dict[str, Any] | None:
@@ -226,6 +230,93 @@ def privacy_table(figures: dict[str, Any]) -> list[str]:
     return lines
 
 
+def recorder_table(figures: dict[str, Any]) -> list[str]:
+    """Return the recorder rows: what a node writes to Home Assistant's database in a day."""
+    before, after = figures["before"], figures["after"]
+    return [
+        f"| Recorder (real recorder, SQLite; one node at {figures['interval_s']:.0f} s, "
+        f"ε = {figures['epsilon']}, {figures['hours']:g} simulated hours) | Before | After "
+        "| Target | |",
+        "|---|---|---|---|---|",
+        f"| state rows per node-day | {before['rows_per_day']:,.0f} | {after['rows_per_day']:,.0f} "
+        f"| ≤ {ROWS_TARGET:,} | {_mark(after['rows_per_day'] <= ROWS_TARGET)} |",
+        f"| database bytes per node-day | {before['bytes_per_day'] / 2**20:.1f} MiB "
+        f"| {after['bytes_per_day'] / 2**20:.2f} MiB | – | |",
+        f"| displayed temperature's standard deviation, steady room "
+        f"| {before['sigma_t']:.2f} °C | {after['sigma_t']:.2f} °C "
+        f"| ≤ {DISPLAY_SIGMA_TARGET} °C | {_mark(after['sigma_t'] <= DISPLAY_SIGMA_TARGET)} |",
+        f"| hourly statistics of the temperature (true 21.5 °C): mean, min, max "
+        f"| {before['stats_t']['mean']:.2f}, {before['stats_t']['min']:.2f}, "
+        f"{before['stats_t']['max']:.2f} °C | {after['stats_t']['mean']:.2f}, "
+        f"{after['stats_t']['min']:.2f}, {after['stats_t']['max']:.2f} °C | | |",
+        f"| fire → temperature written (after the window restarts) "
+        f"| | {after['fire_written_s']:.0f} s | at once | {_mark(after['fire_written_s'] == 0)} |",
+    ]
+
+
+def soak_table(figures: dict[str, Any]) -> list[str]:
+    """Return the soak's rows (so far, if it still runs)."""
+    samples = figures["samples"]
+    done = "memory" in figures
+    last = samples[-1] if samples else {}
+    minutes = last.get("minutes", 0.0)
+    lines = [
+        f"| Soak: {figures['nodes']} nodes × {figures['interval_s']:.0f} s through Mosquitto, "
+        f"recorder on ({minutes:.0f} of {figures['minutes']:g} min"
+        f"{'' if done else ', still running'}) | Figure |",
+        "|---|---|",
+    ]
+    if samples:
+        rss = [sample["rss_mib"] for sample in samples]
+        lines += [
+            f"| resident memory: first sample, lowest, highest, last | {rss[0]:.0f}, "
+            f"{min(rss):.0f}, {max(rss):.0f}, {rss[-1]:.0f} MiB |",
+            f"| database (SQLite with its write-ahead log) | {last['db_mib']:.1f} MiB |",
+            f"| longest event-loop stall, garbage collection aside; longest GC pause "
+            f"| {max(s['longest_stall_ms'] for s in samples):.0f} ms; "
+            f"{max(s['longest_gc_pause_ms'] for s in samples):.0f} ms |",
+            f"| readings accepted; incidents opened / resolved | {last['readings']:,}; "
+            f"{last['incidents_opened']} / {last['incidents_resolved']} |",
+        ]
+    if done:
+        memory = figures["memory"]
+        lines += [
+            f"| readings sent / accepted (lost) | {figures['readings_sent']:,} / "
+            f"{figures['readings_received']:,} ({sum(figures['lost'].values())}) |",
+            f"| broker restarts; node restarts; fire readings | {figures['broker_restarts']}; "
+            f"{figures.get('node_restarts', 0)}; {figures.get('fire_readings', 0)} |",
+            f"| state rows in the database | {figures['state_rows']:,} |",
+            f"| memory, middle third → last third of the run | {memory['middle_mib']:.0f} → "
+            f"{memory['last_mib']:.0f} MiB ({'bounded' if memory['bounded'] else '**grows**'}) |",
+        ]
+    return lines
+
+
+def soak_plot(figures: dict[str, Any], out: Path) -> Path:
+    """Write the soak's curve: memory, database size and stalls over time."""
+    out.mkdir(parents=True, exist_ok=True)
+    samples = figures["samples"]
+    minutes = [sample["minutes"] for sample in samples]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 5), sharex=True)
+    top.plot(minutes, [s["rss_mib"] for s in samples], label="resident memory (MiB)")
+    top.plot(minutes, [s["db_mib"] for s in samples], label="database (MiB)")
+    top.set_ylabel("MiB")
+    top.set_ylim(bottom=0)
+    top.legend(fontsize=8)
+    top.set_title(
+        f"Soak: {figures['nodes']} nodes every {figures['interval_s']:.0f} s, recorder on, "
+        "fires, node and broker restarts"
+    )
+    bottom.plot(minutes, [s["longest_stall_ms"] for s in samples], label="longest loop stall")
+    bottom.plot(minutes, [s["longest_gc_pause_ms"] for s in samples], label="longest GC pause")
+    bottom.set_ylabel("ms per sample")
+    bottom.set_xlabel("minutes")
+    bottom.legend(fontsize=8)
+    path = out / "soak.png"
+    _save(fig, path, [])
+    return path
+
+
 def _save(fig: Any, path: Path, written: list[Path]) -> None:
     """Write one figure."""
     fig.tight_layout()
@@ -328,6 +419,7 @@ def report(folder: Path, plots_dir: Path) -> str:
             "alert_offline",
             "alert_slow",
             "privacy",
+            "recorder",
         )
     }
     lines = [
@@ -344,6 +436,8 @@ def report(folder: Path, plots_dir: Path) -> str:
         lines += [*alert_table(figures["alert_offline"], figures["alert_slow"]), ""]
     if figures["privacy"]:
         lines += [*privacy_table(figures["privacy"]), ""]
+    if figures["recorder"]:
+        lines += [*recorder_table(figures["recorder"]), ""]
     written = plots(figures, plots_dir)
     shown = [path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path.name
              for path in written]  # fmt: skip
@@ -354,9 +448,20 @@ def report(folder: Path, plots_dir: Path) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Print the report."""
     args = sys.argv[1:] if argv is None else argv
+    soak = args[:1] == ["--soak"]
+    args = args[1:] if soak else args
     if len(args) != 2:  # noqa: PLR2004
         print(__doc__)
         return 2
+    if soak:
+        figures = _load(Path(args[0]), "soak")
+        if figures is None:
+            print(f"no soak figures in {args[0]}")
+            return 1
+        print("\n".join(soak_table(figures)))
+        if figures["samples"]:
+            print(f"Plot: `{soak_plot(figures, Path(args[1]))}`")
+        return 0
     print(report(Path(args[0]), Path(args[1])))
     return 0
 

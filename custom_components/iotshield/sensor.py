@@ -22,6 +22,7 @@ from homeassistant.helpers.event import async_call_later, async_track_state_chan
 from homeassistant.util import dt as dt_util
 
 from .coordinator import IoTShieldConfigEntry, IoTShieldCoordinator, IoTShieldData
+from .display import ReadingMean, WriteThrottle
 from .entity import IoTShieldEntity
 from .protocol import Rejection
 from .severity import (
@@ -54,8 +55,10 @@ class IoTShieldSensorEntityDescription(SensorEntityDescription):
     available_without_node: bool = False
     # The value is Home Assistant's own knowledge, current even before a reading arrives.
     own_value: bool = False
-    # Written with every reading (the node's values), not only when it changes.
-    every_reading: bool = False
+    # A noised continuous reading: shows a throttled mean (display.py), not every reading.
+    averaged: bool = False
+    # Changes with every reading: written at most once a minute, and at once when it matters.
+    throttled: bool = False
     # The (translated) state while nothing has happened yet, instead of unknown; once something
     # has, no news (None) keeps the value shown before, a restored one too, with these attributes.
     nothing_yet: str | None = None
@@ -130,6 +133,13 @@ def _latest_alert_attributes(data: IoTShieldData, _thresholds: Thresholds) -> di
     }
 
 
+def _hazards(data: IoTShieldData) -> tuple[Level, frozenset[str]] | None:
+    """Return what a reading entity writes at once when it changes: severity and tripped rules."""
+    if data.assessment is None:
+        return None
+    return data.assessment.level, frozenset(rule.rule_id for rule in data.assessment.rules)
+
+
 def _anomaly_score(data: IoTShieldData) -> float | str | None:
     """Return the last minute's anomaly score (1.0 is the alarm threshold), or that it learns."""
     if data.anomaly is not None:
@@ -152,7 +162,7 @@ def _anomaly_attributes(data: IoTShieldData, _thresholds: Thresholds) -> dict[st
 SENSORS: tuple[IoTShieldSensorEntityDescription, ...] = (
     IoTShieldSensorEntityDescription(
         key="temperature",
-        every_reading=True,
+        averaged=True,
         device_class=SensorDeviceClass.TEMPERATURE,
         native_unit_of_measurement=UnitOfTemperature.CELSIUS,
         state_class=SensorStateClass.MEASUREMENT,
@@ -161,7 +171,7 @@ SENSORS: tuple[IoTShieldSensorEntityDescription, ...] = (
     ),
     IoTShieldSensorEntityDescription(
         key="humidity",
-        every_reading=True,
+        averaged=True,
         device_class=SensorDeviceClass.HUMIDITY,
         native_unit_of_measurement=PERCENTAGE,
         state_class=SensorStateClass.MEASUREMENT,
@@ -170,7 +180,7 @@ SENSORS: tuple[IoTShieldSensorEntityDescription, ...] = (
     ),
     IoTShieldSensorEntityDescription(
         key="gas_level",
-        every_reading=True,
+        averaged=True,
         translation_key="gas_level",
         state_class=SensorStateClass.MEASUREMENT,
         suggested_display_precision=2,
@@ -178,7 +188,7 @@ SENSORS: tuple[IoTShieldSensorEntityDescription, ...] = (
     ),
     IoTShieldSensorEntityDescription(
         key="illuminance",
-        every_reading=True,
+        averaged=True,
         device_class=SensorDeviceClass.ILLUMINANCE,
         native_unit_of_measurement=LIGHT_LUX,
         state_class=SensorStateClass.MEASUREMENT,
@@ -225,10 +235,13 @@ SENSORS: tuple[IoTShieldSensorEntityDescription, ...] = (
     ),
     IoTShieldSensorEntityDescription(
         key="last_reading",
-        every_reading=True,
+        throttled=True,
         translation_key="last_reading",
         device_class=SensorDeviceClass.TIMESTAMP,
         entity_category=EntityCategory.DIAGNOSTIC,
+        # A new timestamp with every reading: a recorder row each minute for little news (the
+        # node's availability says when readings stop), so it is opt-in.
+        entity_registry_enabled_default=False,
         value_fn=lambda data: data.received_at,
         available_without_node=True,
     ),
@@ -276,7 +289,11 @@ def _follow_motion_option(
 
 
 class IoTShieldSensor(IoTShieldEntity, RestoreSensor):
-    """A value of the node's latest reading, restored after a restart until fresh data arrives."""
+    """A value of the node's latest data, restored after a restart until fresh data arrives.
+
+    Noised continuous readings show a throttled mean (display.py); severity, incidents and the
+    anomaly detector take every reading in the coordinator, unthrottled.
+    """
 
     entity_description: IoTShieldSensorEntityDescription
 
@@ -286,7 +303,16 @@ class IoTShieldSensor(IoTShieldEntity, RestoreSensor):
         """Bind the description."""
         super().__init__(coordinator, description.key)
         self.entity_description = description
-        self._every_reading = description.every_reading
+        # When the reading this entity last took was received.
+        self._taken: datetime | None = None
+        self._mean: ReadingMean | None = None
+        self._throttle: WriteThrottle | None = None
+        if description.averaged:
+            precision = description.suggested_display_precision or 0
+            # One decimal more than displayed: the mean's own precision, in compact states.
+            self._mean = ReadingMean(step=10.0**-precision, digits=precision + 1)
+        elif description.throttled:
+            self._throttle = WriteThrottle()
 
     @property
     def available(self) -> bool:
@@ -307,15 +333,46 @@ class IoTShieldSensor(IoTShieldEntity, RestoreSensor):
                     for key in description.kept_attributes
                     if key in state.attributes
                 }
-        if self._current(self.coordinator.data):
+        if self._mean is not None or self._throttle is not None:
+            # Home Assistant writes the state once the entity is added.
+            self._follow(self.coordinator.data)
+        elif self._current(self.coordinator.data):
             self._take(self.coordinator.data)
 
     @callback
     def _handle_coordinator_update(self) -> None:
         """Take the value of a new reading; availability changes keep the old value."""
-        if self._current(self.coordinator.data):
-            self._take(self.coordinator.data)
+        data = self.coordinator.data
+        if self._mean is not None or self._throttle is not None:
+            if self._follow(data):
+                self.async_write_ha_state()
+            return
+        if self._current(data):
+            self._take(data)
         super()._handle_coordinator_update()
+
+    def _follow(self, data: IoTShieldData) -> bool:
+        """Take a new reading into a throttled value; say whether the state must be written."""
+        received = data.received_at if data.telemetry is not None else None
+        fresh = received is not None and received != self._taken
+        if self._throttle is not None:
+            # Written at once when the node goes or comes back, so it tells when readings stopped.
+            if fresh or self._taken is None:
+                self._taken = received
+                self._attr_native_value = received
+            return self._throttle.due(dt_util.utcnow().timestamp(), self.available)
+        assert self._mean is not None
+        urgent = (self.available, _hazards(data))
+        if received is None or not fresh:
+            return self._mean.change(urgent)
+        self._taken = received
+        value = self.entity_description.value_fn(data)
+        decision = self._mean.add(
+            received.timestamp(), value if isinstance(value, float | int) else None, urgent
+        )
+        if decision.write:
+            self._attr_native_value = decision.value
+        return decision.write
 
     def _current(self, data: IoTShieldData) -> bool:
         """Say whether the data holds this sensor's value (else a restored one stands)."""
