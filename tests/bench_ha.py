@@ -9,29 +9,48 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Callable
+import contextlib
 from datetime import UTC, datetime, timedelta
+from functools import partial
 import gc
 import json
+import logging
 import math
 import os
 from pathlib import Path
+import sqlite3
+import statistics
 import sys
 import time
 from typing import Any
+from unittest.mock import PropertyMock, patch
 
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from freezegun.api import FrozenDateTimeFactory
 from homeassistant.components import persistent_notification
+from homeassistant.components.recorder import Recorder
+from homeassistant.components.recorder.statistics import statistics_during_period
+from homeassistant.components.recorder.tasks import StatisticsTask
 from homeassistant.const import EVENT_STATE_CHANGED
 from homeassistant.core import Event, EventStateChangedData, HomeAssistant, callback
 from homeassistant.helpers.dispatcher import async_dispatcher_connect
+from homeassistant.util import dt as dt_util
+from iotshield_node.privacy import NoiseSource, PrivacyConfig, privatize
 from iotshield_node.readings import Readings
 from iotshield_node.telemetry import OAEP, encode_telemetry, seal_v1
 from iotshield_node.v2 import StoredCounters, V2Sender, node_key_b64
 import pytest
-from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_mqtt_message
+from pytest_homeassistant_custom_component.common import (
+    MockConfigEntry,
+    async_fire_mqtt_message,
+    async_fire_time_changed,
+)
+from pytest_homeassistant_custom_component.components.recorder.common import (
+    async_wait_recording_done,
+)
 
-from custom_components.iotshield import coordinator as coordinator_module
+from custom_components.iotshield import coordinator as coordinator_module, display
 from custom_components.iotshield.anomaly import AnomalyDetector
 from custom_components.iotshield.const import (
     CONF_HOLD_TIME,
@@ -48,7 +67,7 @@ from custom_components.iotshield.const import (
 )
 from custom_components.iotshield.coordinator import IoTShieldCoordinator
 from custom_components.iotshield.keys import private_key_pem
-from custom_components.iotshield.protocol import V1Decoder
+from custom_components.iotshield.protocol import Telemetry, V1Decoder
 from custom_components.iotshield.protocol_v2 import (
     DataMessage,
     V2Receiver,
@@ -66,6 +85,11 @@ QUICK = os.environ.get("IOTSHIELD_BENCH_QUICK") == "1"
 OUT = Path(os.environ.get("IOTSHIELD_BENCH_OUT", "artifacts/bench"))
 PUBLISHER = Path(__file__).with_name("bench_publisher.py")
 ATTACKER = Path(__file__).with_name("bench_attacker.py")
+
+
+@pytest.fixture
+def mock_recorder_before_hass(async_test_recorder: Any) -> None:
+    """Patch the recorder's test hooks in before Home Assistant starts (test_recorder records)."""
 
 
 @pytest.fixture(autouse=True)
@@ -102,11 +126,6 @@ def plaintext(node_id: str, seq: int) -> bytes:
     """
     readings = Readings(21.5, 30.0 + (seq % 2000) / 100, 0.05, 300.0, False, False)
     return encode_telemetry(node_id, seq, 1763900000 + seq, readings, None)
-
-
-def seq_of(state: str) -> int:
-    """Return the sequence number a humidity state tells."""
-    return round((float(state) - 30.0) * 100)
 
 
 def node_entry(
@@ -355,8 +374,10 @@ async def test_ingestion(
     v2_writes = len(writes)
     with StallMonitor() as v1_stalls, OnLoopTimer(v1_stalls) as v1_on_loop:
         v1_seconds = await feed(hass, "iotshield/benchv1/sensors/data", v1_in)
-    assert seq_of(hass.states.get("sensor.benchv2_humidity").state) == count_v2 % 2000
-    assert seq_of(hass.states.get("sensor.benchv1_humidity").state) == count_v1 % 2000
+    for node_id, count in (("benchv2", count_v2), ("benchv1", count_v1)):
+        telemetry = latest_telemetry(hass, node_id)
+        assert telemetry is not None
+        assert telemetry.seq == count
     assert hass.states.get("sensor.benchv2_rejected_payloads").state == "0"
     assert hass.states.get("sensor.benchv1_rejected_payloads").state == "0"
     write(
@@ -377,6 +398,15 @@ async def test_ingestion(
             "longest_gc_pause_ms": max(v2_stalls.longest_gc_ms, v1_stalls.longest_gc_ms),
         },
     )
+
+
+def latest_telemetry(hass: HomeAssistant, node_id: str) -> Telemetry | None:
+    """Return the latest reading Home Assistant applied for a node."""
+    for entry in hass.config_entries.async_entries(DOMAIN):
+        if entry.data[CONF_NODE_ID] == node_id:
+            telemetry: Telemetry | None = entry.runtime_data.data.telemetry
+            return telemetry
+    return None
 
 
 def datetime_at(seconds: int) -> datetime:
@@ -440,13 +470,14 @@ async def test_end_to_end_latency(
     mosquitto: Broker,  # noqa: F811
     private_key: rsa.RSAPrivateKey,
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Publish → state change through a real broker at 1, 10 and 50 nodes at 1 Hz, and a burst."""
     await connect_home_assistant(hass, mosquitto)
     sizes = (1, 3) if QUICK else (1, 10, 50)
     seconds = 3 if QUICK else 30
     public = private_key.public_key()
-    received = humidity_arrivals(hass)
+    received = reading_arrivals(monkeypatch)
     nodes: dict[str, V2Sender] = {}
     results: dict[str, Any] = {"sizes": {}}
     rss: dict[int, int] = {}
@@ -522,22 +553,20 @@ async def test_end_to_end_latency(
     write("latency", results)
 
 
-def humidity_arrivals(hass: HomeAssistant) -> dict[tuple[str, int], float]:
-    """Record when each node's humidity state tells a sequence number, keyed (node, seq)."""
+def reading_arrivals(monkeypatch: pytest.MonkeyPatch) -> dict[tuple[str, int], float]:
+    """Record when each node's reading has been applied, keyed (node, seq).
+
+    Applied: severity, incident and anomaly detector updated, and every entity that writes at
+    once written (the reading entities show a throttled mean, so their states tell no sequence).
+    """
     received: dict[tuple[str, int], float] = {}
+    accept = IoTShieldCoordinator._accept
 
-    @callback
-    def on_state(event: Event[EventStateChangedData]) -> None:
-        entity_id: str = event.data["entity_id"]
-        new = event.data.get("new_state")
-        if entity_id.endswith("_humidity") and new is not None:
-            node_id = entity_id.removeprefix("sensor.").removesuffix("_humidity")
-            try:
-                received[(node_id, seq_of(new.state))] = time.monotonic()
-            except ValueError:
-                return
+    def timed(coordinator: IoTShieldCoordinator, telemetry: Telemetry) -> None:
+        accept(coordinator, telemetry)
+        received[(coordinator.node_id, telemetry.seq)] = time.monotonic()
 
-    hass.bus.async_listen(EVENT_STATE_CHANGED, on_state)
+    monkeypatch.setattr(IoTShieldCoordinator, "_accept", timed)
     return received
 
 
@@ -566,13 +595,14 @@ async def test_under_attack(
     mosquitto: Broker,  # noqa: F811
     private_key: rsa.RSAPrivateKey,
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     qos: int,
 ) -> None:
     """10 v2 nodes at 1 Hz through Mosquitto while forged v1 envelopes and garbage flood in."""
     await connect_home_assistant(hass, mosquitto)
     seconds = 3 if QUICK else 30
     public = private_key.public_key()
-    received = humidity_arrivals(hass)
+    received = reading_arrivals(monkeypatch)
     rejected_writes: list[str] = []
 
     @callback
@@ -773,3 +803,162 @@ def encode_fire(node_id: str, seq: int) -> bytes:
     """Return a reading of a fire."""
     readings = Readings(55.0, 30.0, 0.7, 300.0, True, False)
     return encode_telemetry(node_id, seq, 1763900000 + seq, readings, None)
+
+
+# What the recorder row simulates: one node at the default interval in a steady room.
+RECORDER_INTERVAL = 5
+RECORDER_HOURS = 1.0 if QUICK else 24.0
+STEADY_ROOM = Readings(21.5, 45.0, 0.05, 300.0, False, False)
+
+
+@pytest.mark.usefixtures("mqtt_mock")
+@pytest.mark.parametrize("persistent_database", [True])
+@pytest.mark.parametrize("recorder_config", [{"commit_interval": 5}])
+@pytest.mark.parametrize("mode", ["before", "after"])
+async def test_recorder(
+    hass: HomeAssistant,
+    recorder_mock: Recorder,
+    private_key: rsa.RSAPrivateKey,
+    freezer: FrozenDateTimeFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    mode: str,
+) -> None:
+    """State rows and database bytes a node adds per day, and how much its temperature jitters.
+
+    Home Assistant's real recorder on SQLite, in simulated time (readings every 5 s of a steady
+    room, noised as the node does at ε = 0.5). `before` shows every reading as it comes, with
+    Last reading enabled (as before the throttled mean); `after` is the integration as shipped.
+    """
+    # The test harness logs every SQL statement; a simulated day would pile them up.
+    logging.getLogger("sqlalchemy.engine").setLevel(logging.WARNING)
+    if mode == "before":
+        monkeypatch.setattr(display, "WINDOW", 0.0)
+        monkeypatch.setattr(display, "HEARTBEAT", 0.0)
+        enabled = patch(
+            "homeassistant.helpers.entity.Entity.entity_registry_enabled_default",
+            return_value=True,
+            new_callable=PropertyMock,
+        )
+    else:
+        enabled = contextlib.nullcontext()
+    identity = ec.generate_private_key(ec.SECP256R1())
+    public = private_key.public_key()
+    with enabled:
+        await add(hass, node_entry("room", private_key, identity, {"publish_interval": 5}))
+        await hass.async_block_till_done()
+    node = answering(hass, V2Sender("room", identity, public, StoredCounters(None)))
+    privacy = PrivacyConfig()
+    noise = NoiseSource(seed=20)
+    topic = "iotshield/room/sensors/data"
+    async_fire_mqtt_message(hass, topic, node.open_session(interval=5, privacy=privacy.announce()))
+    await hass.async_block_till_done(wait_background_tasks=True)
+    await async_wait_recording_done(hass)
+    rows_at_start, bytes_at_start = recorded(recorder_mock)
+    start = dt_util.utcnow()
+    shown: list[float] = []
+    readings = int(RECORDER_HOURS * 3600 / RECORDER_INTERVAL)
+    for seq in range(1, readings + 1):
+        freezer.tick(timedelta(seconds=RECORDER_INTERVAL))
+        values = privatize(STEADY_ROOM, privacy, noise)
+        body = encode_telemetry("room", seq, 1763900000 + seq * 5, values, privacy)
+        async_fire_mqtt_message(hass, topic, node.seal(body))
+        async_fire_time_changed(hass)
+        await hass.async_block_till_done(wait_background_tasks=True)
+        # Sampled at every reading: what a dashboard shows, weighted by time.
+        shown.append(float(hass.states.get("sensor.room_temperature").state))
+    await async_wait_recording_done(hass)
+    rows, size = recorded(recorder_mock)
+    per_day = 24 / RECORDER_HOURS
+    stats = await hourly_statistics(hass, recorder_mock, start, dt_util.utcnow())
+    by_entity = rows_by_entity(recorder_mock)
+    fire_written = await fire_written_after(hass, node, freezer, readings + 1)
+    write(
+        f"recorder_{mode}",
+        {
+            "interval_s": RECORDER_INTERVAL,
+            "hours": RECORDER_HOURS,
+            "epsilon": privacy.epsilon,
+            "rows_per_day": (rows - rows_at_start) * per_day,
+            "bytes_per_day": (size - bytes_at_start) * per_day,
+            "rows_by_entity_per_day": {k: v * per_day for k, v in by_entity.items()},
+            "sigma_t": statistics.pstdev(shown),
+            "mean_t": statistics.fmean(shown),
+            "stats_t": stats,
+            "fire_written_s": fire_written,
+        },
+    )
+
+
+def recorded(recorder: Recorder) -> tuple[int, int]:
+    """Return the recorder's state rows and the bytes its SQLite database uses.
+
+    The write-ahead log is checkpointed first (the recorder is idle then), so that the bytes are
+    the database's own, not how full the log happens to be.
+    """
+    path = recorder.db_url.removeprefix("sqlite:///")
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        rows: int = db.execute("SELECT COUNT(*) FROM states").fetchone()[0]
+        pages: int = db.execute("PRAGMA page_count").fetchone()[0]
+        free: int = db.execute("PRAGMA freelist_count").fetchone()[0]
+        page_size: int = db.execute("PRAGMA page_size").fetchone()[0]
+    return rows, (pages - free) * page_size
+
+
+def rows_by_entity(recorder: Recorder) -> dict[str, int]:
+    """Return the state rows of each entity."""
+    path = recorder.db_url.removeprefix("sqlite:///")
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        return dict(
+            db.execute(
+                "SELECT states_meta.entity_id, COUNT(*) FROM states "
+                "JOIN states_meta USING (metadata_id) GROUP BY states_meta.entity_id"
+            ).fetchall()
+        )
+
+
+async def hourly_statistics(
+    hass: HomeAssistant, recorder: Recorder, start: datetime, end: datetime
+) -> dict[str, float]:
+    """Compile the long-term statistics of the temperature and return their mean, min and max."""
+    period = start.replace(minute=start.minute - start.minute % 5, second=0, microsecond=0)
+    while period + timedelta(minutes=5) <= end:
+        recorder.queue_task(StatisticsTask(period, False))
+        period += timedelta(minutes=5)
+    await async_wait_recording_done(hass)
+    rows = await recorder.async_add_executor_job(
+        partial(
+            statistics_during_period,
+            hass,
+            start - timedelta(hours=1),
+            end,
+            {"sensor.room_temperature"},
+            "5minute",
+            None,
+            {"mean", "min", "max"},
+        )
+    )
+    periods = rows["sensor.room_temperature"]
+    return {
+        "mean": statistics.fmean(row["mean"] for row in periods),
+        "min": min(row["min"] for row in periods),
+        "max": max(row["max"] for row in periods),
+        "periods": len(periods),
+    }
+
+
+async def fire_written_after(
+    hass: HomeAssistant, node: V2Sender, freezer: FrozenDateTimeFactory, seq: int
+) -> float:
+    """Return the seconds from a fire's first reading until the temperature shows it."""
+    freezer.tick(timedelta(seconds=RECORDER_INTERVAL))
+    body = encode_telemetry("room", seq, 1763900000 + seq * 5, FIRE_READING, None)
+    sent = dt_util.utcnow()
+    async_fire_mqtt_message(hass, "iotshield/room/sensors/data", node.seal(body))
+    await hass.async_block_till_done(wait_background_tasks=True)
+    state = hass.states.get("sensor.room_temperature")
+    assert float(state.state) == FIRE_READING.t
+    return (state.last_updated - sent).total_seconds()
+
+
+FIRE_READING = Readings(55.0, 30.0, 0.7, 300.0, True, False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Generator
 import logging
 from typing import Any
-from unittest.mock import Mock
+from unittest.mock import Mock, PropertyMock, patch
 
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from iotshield_node.v2 import StoredCounters, V2Sender, node_key_b64
@@ -15,6 +15,7 @@ from pytest_homeassistant_custom_component.typing import MqttMockPahoClient
 
 # Import our package before Home Assistant's test plugin puts its own `custom_components` first.
 import custom_components.iotshield  # noqa: F401
+from custom_components.iotshield import display
 from custom_components.iotshield.const import (
     CONF_LEGACY_TOPIC,
     CONF_NODE_ID,
@@ -59,6 +60,28 @@ def deprecation_reports(records: list[logging.LogRecord]) -> list[str]:
         for record in records
         if any(marker in record.getMessage() for marker in DEPRECATION_MARKERS)
     ]
+
+
+@pytest.fixture
+def entity_registry_enabled_by_default() -> Generator[None]:
+    """Register every entity enabled, also those disabled by default."""
+    with patch(
+        "homeassistant.helpers.entity.Entity.entity_registry_enabled_default",
+        return_value=True,
+        new_callable=PropertyMock,
+    ):
+        yield
+
+
+@pytest.fixture
+def every_reading_shown(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Write every reading to the reading entities as it comes, without the throttled mean.
+
+    For tests that tell through those states whether a reading was accepted, refused or lost;
+    the throttle itself is tested in test_display.py and test_sensor.py.
+    """
+    monkeypatch.setattr(display, "WINDOW", 0.0)
+    monkeypatch.setattr(display, "HEARTBEAT", 0.0)
 
 
 @pytest.fixture

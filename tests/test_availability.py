@@ -15,7 +15,10 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry, async_
 from .envelope import encrypt, telemetry
 from .helpers import READING_ENTITIES, publish, setup_entry
 
-pytestmark = pytest.mark.usefixtures("mqtt_mock")
+# Acceptance is told by the reading entities' states: each reading is shown as it comes.
+pytestmark = pytest.mark.usefixtures(
+    "mqtt_mock", "every_reading_shown", "entity_registry_enabled_by_default"
+)
 
 DATA_TOPIC = "iotshield/kitchen/sensors/data"
 STATUS_TOPIC = "iotshield/kitchen/status"

@@ -20,7 +20,10 @@ from custom_components.iotshield.protocol import Rejection
 from .envelope import encrypt, envelope, telemetry
 from .helpers import READING_ENTITIES, flush_rejection_count, publish, setup_entry
 
-pytestmark = pytest.mark.usefixtures("mqtt_mock")
+# Acceptance is told by the reading entities' states: each reading is shown as it comes.
+pytestmark = pytest.mark.usefixtures(
+    "mqtt_mock", "every_reading_shown", "entity_registry_enabled_by_default"
+)
 
 DATA_TOPIC = "iotshield/kitchen/sensors/data"
 

@@ -135,3 +135,15 @@ def test_write_throttle() -> None:
     assert throttle.due(60.0, True)
     assert throttle.due(61.0, False)
     assert throttle.due(62.0, True)
+
+
+def test_without_a_window_every_reading_is_written() -> None:
+    """A zero window and heartbeat (as the tests that probe acceptance use) write each reading."""
+    mean = ReadingMean(step=0.1, digits=2, window=0.0, heartbeat=0.0)
+    assert [
+        mean.add(at, value, CALM).value for at, value in ((0, 21.5), (5, 21.52), (10, 24.0))
+    ] == [
+        21.5,
+        21.52,
+        24.0,
+    ]

@@ -187,6 +187,7 @@ async def test_pairing_a_running_node_rejects_nothing(
     assert _rejection_warnings(caplog) == []
 
 
+@pytest.mark.usefixtures("every_reading_shown")
 async def test_a_session_sent_while_the_broker_was_away_is_no_rejection(
     hass: HomeAssistant,
     v2_entry: MockConfigEntry,
@@ -215,6 +216,7 @@ async def test_a_session_sent_while_the_broker_was_away_is_no_rejection(
     assert _rejection_warnings(caplog) == []
 
 
+@pytest.mark.usefixtures("every_reading_shown")
 async def test_after_a_reconnect_only_the_missed_session_is_explained(
     hass: HomeAssistant,
     v2_entry: MockConfigEntry,

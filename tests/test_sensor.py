@@ -73,7 +73,6 @@ EXPECTED = {
     "sensor.kitchen_baseline_learned": ("baseline_learned", None, "%", None, "diagnostic"),
     "button.kitchen_relearn_normal": ("relearn", None, None, None, "config"),
     "event.kitchen_incident": ("incident", None, None, None, None),
-    "sensor.kitchen_last_reading": ("last_reading", "timestamp", None, None, "diagnostic"),
     "sensor.kitchen_rejected_payloads": (
         "rejected_payloads",
         None,
@@ -86,6 +85,9 @@ EXPECTED = {
 DISABLED = {
     f"binary_sensor.kitchen_{name}_anomaly": f"{name}_anomaly"
     for name in ("temperature", "humidity", "gas", "light", "motion")
+} | {
+    # A new timestamp with every reading: a recorder row a minute for little news.
+    "sensor.kitchen_last_reading": "last_reading",
 }
 
 
@@ -127,6 +129,7 @@ async def test_entities_and_device(
     assert hass.states.get("binary_sensor.kitchen_flame").name == "Kitchen Flame"
 
 
+@pytest.mark.usefixtures("entity_registry_enabled_by_default")
 async def test_readings_become_states(
     hass: HomeAssistant, mock_config_entry: MockConfigEntry, private_key: rsa.RSAPrivateKey
 ) -> None:
@@ -145,9 +148,10 @@ async def test_readings_become_states(
     assert states["binary_sensor.kitchen_flame"] == STATE_ON
     assert states["binary_sensor.kitchen_motion"] == STATE_ON
     assert states["sensor.kitchen_rejected_payloads"] == "0"
-    received = datetime.fromisoformat(states["sensor.kitchen_last_reading"])
+    received = datetime.fromisoformat(hass.states.get("sensor.kitchen_last_reading").state)
     assert abs((datetime.now(UTC) - received).total_seconds()) < 60
 
+    # The fire is over: a new severity, shown at once on the readings too.
     await publish(hass, DATA_TOPIC, encrypt(public, telemetry(seq=2, t=19.0, f=0, m=0)))
     assert hass.states.get("sensor.kitchen_temperature").state == "19.0"
     assert hass.states.get("binary_sensor.kitchen_flame").state == STATE_OFF
@@ -157,16 +161,18 @@ async def test_readings_become_states(
 async def test_unread_sensor_is_unknown(
     hass: HomeAssistant, mock_config_entry: MockConfigEntry, private_key: rsa.RSAPrivateKey
 ) -> None:
-    """A sensor the node could not read (null) becomes unknown; the others update."""
+    """A sensor the node could not read (null) is unknown at once; the others keep their mean."""
     await setup_entry(hass, mock_config_entry)
     public = private_key.public_key()
     await publish(hass, DATA_TOPIC, encrypt(public, telemetry(t=20.0, m=1)))
     await publish(hass, DATA_TOPIC, encrypt(public, telemetry(seq=2, t=None, h=40.0, m=None)))
     assert hass.states.get("sensor.kitchen_temperature").state == STATE_UNKNOWN
     assert hass.states.get("binary_sensor.kitchen_motion").state == STATE_UNKNOWN
-    assert hass.states.get("sensor.kitchen_humidity").state == "40.0"
+    # Written at most once a minute: the first reading's humidity still shows.
+    assert hass.states.get("sensor.kitchen_humidity").state == "45.0"
 
 
+@pytest.mark.usefixtures("entity_registry_enabled_by_default")
 async def test_values_restored_until_fresh_data(
     hass: HomeAssistant, mock_config_entry: MockConfigEntry, private_key: rsa.RSAPrivateKey
 ) -> None:
@@ -301,33 +307,29 @@ async def test_announced_noise_widens_hysteresis(
     assert hass.states.get("sensor.kitchen_severity").state == "normal"
 
 
-async def test_derived_entities_are_written_only_when_they_change(
+async def test_entities_are_written_only_when_needed(
     hass: HomeAssistant, mock_config_entry: MockConfigEntry, private_key: rsa.RSAPrivateKey
 ) -> None:
-    """Readings are reported with every message; severity and problems only on a change."""
+    """A calm reading writes nothing new; a hazard writes severity, problems, readings at once."""
     await setup_entry(hass, mock_config_entry)
     public = private_key.public_key()
     await publish(hass, DATA_TOPIC, encrypt(public, telemetry(seq=1, t=21.0)))
-    # Home Assistant updates `last_reported` in place: keep the times, not the states.
-    reported = {
-        entity_id: hass.states.get(entity_id).last_reported
-        for entity_id in (
-            "sensor.kitchen_severity",
-            "binary_sensor.kitchen_hazard",
-            "sensor.kitchen_humidity",
-        )
-    }
-    await publish(hass, DATA_TOPIC, encrypt(public, telemetry(seq=2, t=21.5)))
-    # The same humidity is reported again: the reading arrived.
-    assert (
-        hass.states.get("sensor.kitchen_humidity").last_reported
-        > reported["sensor.kitchen_humidity"]
+    watched = (
+        "sensor.kitchen_severity",
+        "binary_sensor.kitchen_hazard",
+        "sensor.kitchen_humidity",
+        "sensor.kitchen_temperature",
     )
-    for entity_id in ("sensor.kitchen_severity", "binary_sensor.kitchen_hazard"):
-        assert hass.states.get(entity_id).last_reported == reported[entity_id]
+    # Home Assistant updates `last_reported` in place: keep the times, not the states.
+    reported = {entity_id: hass.states.get(entity_id).last_reported for entity_id in watched}
+    await publish(hass, DATA_TOPIC, encrypt(public, telemetry(seq=2, t=21.5)))
+    for entity_id in watched:
+        assert hass.states.get(entity_id).last_reported == reported[entity_id], entity_id
+    assert hass.states.get("sensor.kitchen_temperature").state == "21.0"
     await publish(hass, DATA_TOPIC, encrypt(public, telemetry(seq=3, g=0.5)))
     assert hass.states.get("sensor.kitchen_severity").state == "medium"
     assert hass.states.get("binary_sensor.kitchen_hazard").state == STATE_ON
+    assert hass.states.get("sensor.kitchen_gas_level").state == "0.5"
 
 
 TRANSLATIONS = Path(__file__).parent.parent / "custom_components" / "iotshield" / "translations"

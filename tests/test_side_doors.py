@@ -52,7 +52,10 @@ from .helpers import (
     setup_entry,
 )
 
-pytestmark = pytest.mark.usefixtures("mqtt_mock")
+# Acceptance is told by the reading entities' states: each reading is shown as it comes.
+pytestmark = pytest.mark.usefixtures(
+    "mqtt_mock", "every_reading_shown", "entity_registry_enabled_by_default"
+)
 
 DATA_TOPIC = "iotshield/kitchen/sensors/data"
 STATUS_TOPIC = "iotshield/kitchen/status"

@@ -103,9 +103,10 @@ class ReadingMean:
 
     def _keep(self, at: float, value: float) -> None:
         """Add a reading to the last minute and to the period since the last write."""
-        self._recent.append((at, value))
         while self._recent and self._recent[0][0] <= at - self.window:
             self._recent.popleft()
+        # The reading itself always counts, whatever the window (tests use none).
+        self._recent.append((at, value))
         self._since_sum += value
         self._since_count += 1
 

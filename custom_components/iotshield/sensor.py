@@ -21,6 +21,7 @@ from homeassistant.helpers.entity_platform import AddEntitiesCallback
 from homeassistant.helpers.event import async_call_later, async_track_state_change_event
 from homeassistant.util import dt as dt_util
 
+from . import display
 from .coordinator import IoTShieldConfigEntry, IoTShieldCoordinator, IoTShieldData
 from .display import ReadingMean, WriteThrottle
 from .entity import IoTShieldEntity
@@ -309,10 +310,16 @@ class IoTShieldSensor(IoTShieldEntity, RestoreSensor):
         self._throttle: WriteThrottle | None = None
         if description.averaged:
             precision = description.suggested_display_precision or 0
-            # One decimal more than displayed: the mean's own precision, in compact states.
-            self._mean = ReadingMean(step=10.0**-precision, digits=precision + 1)
+            # The node's own resolution (two decimals), and one more than displayed: compact
+            # states that keep what averaging gains.
+            self._mean = ReadingMean(
+                step=10.0**-precision,
+                digits=max(precision + 1, 2),
+                window=display.WINDOW,
+                heartbeat=display.HEARTBEAT,
+            )
         elif description.throttled:
-            self._throttle = WriteThrottle()
+            self._throttle = WriteThrottle(interval=display.WINDOW)
 
     @property
     def available(self) -> bool:
@@ -333,7 +340,7 @@ class IoTShieldSensor(IoTShieldEntity, RestoreSensor):
                     for key in description.kept_attributes
                     if key in state.attributes
                 }
-        if self._mean is not None or self._throttle is not None:
+        if self._mean is not None:
             # Home Assistant writes the state once the entity is added.
             self._follow(self.coordinator.data)
         elif self._current(self.coordinator.data):
@@ -357,7 +364,7 @@ class IoTShieldSensor(IoTShieldEntity, RestoreSensor):
         fresh = received is not None and received != self._taken
         if self._throttle is not None:
             # Written at once when the node goes or comes back, so it tells when readings stopped.
-            if fresh or self._taken is None:
+            if fresh:
                 self._taken = received
                 self._attr_native_value = received
             return self._throttle.due(dt_util.utcnow().timestamp(), self.available)
