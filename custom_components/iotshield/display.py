@@ -16,7 +16,6 @@ from collections import deque
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 import math
-import statistics
 
 # Seconds of readings whose mean tells whether the room changed; also the least time between
 # two routine writes.
@@ -25,8 +24,8 @@ WINDOW = 60.0
 # history and long-term statistics (five-minute periods) follow slow drifts.
 HEARTBEAT = 300.0
 # A last-minute mean this many of its standard errors away from the value shown is a change, not
-# noise (about one false write a day at one reading every 5 s).
-CHANGE_SIGMAS = 3.0
+# noise: in a steady room about one minute in a hundred passes for one by chance.
+CHANGE_SIGMAS = 3.5
 # Readings it takes to estimate their noise.
 MIN_SPREAD_READINGS = 2
 
@@ -56,6 +55,7 @@ class ReadingMean:
     _urgent: Hashable = None
     _recent: deque[tuple[float, float]] = field(default_factory=deque)
     _since_sum: float = 0.0
+    _since_squares: float = 0.0
     _since_count: int = 0
 
     def add(self, at: float, value: float | None, urgent: Hashable) -> Decision:
@@ -108,19 +108,20 @@ class ReadingMean:
         # The reading itself always counts, whatever the window (tests use none).
         self._recent.append((at, value))
         self._since_sum += value
+        self._since_squares += value * value
         self._since_count += 1
 
     def _restart(self) -> None:
         """Forget the readings before a change: they describe another situation."""
         self._recent.clear()
-        self._since_sum = 0.0
+        self._since_sum = self._since_squares = 0.0
         self._since_count = 0
         self._written_at = None
 
     def _write(self, at: float, value: float | None) -> Decision:
         """Show a value from now on and start a new period."""
         self._written_at = at
-        self._since_sum = 0.0
+        self._since_sum = self._since_squares = 0.0
         self._since_count = 0
         self.shown = None if value is None else round(value, self.digits)
         return Decision(write=True, value=self.shown)
@@ -134,12 +135,19 @@ class ReadingMean:
         return math.fsum(value for _, value in self._recent) / len(self._recent)
 
     def _band(self) -> float:
-        """Return how far the last minute's mean may be from the value shown by noise alone."""
-        values = [value for _, value in self._recent]
-        if len(values) < MIN_SPREAD_READINGS:
+        """Return how far the last minute's mean may be from the value shown by noise alone.
+
+        The noise is estimated from every reading since the last write (one to five minutes of
+        them), steadier than from the last minute's alone: an underestimate would let noise pass
+        for a change, and write exactly the outlying means a steady display should not show.
+        """
+        count = self._since_count
+        if count < MIN_SPREAD_READINGS:
             # A node publishing once a minute or slower: each reading is written, as it comes.
             return self.step
-        return max(self.step, CHANGE_SIGMAS * statistics.stdev(values) / math.sqrt(len(values)))
+        mean = self._since_sum / count
+        variance = max(0.0, (self._since_squares - count * mean * mean) / (count - 1))
+        return max(self.step, CHANGE_SIGMAS * math.sqrt(variance / len(self._recent)))
 
 
 @dataclass
