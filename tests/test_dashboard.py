@@ -52,7 +52,7 @@ def test_a_section_per_node_by_room_then_name() -> None:
     headings = [section["cards"][0]["heading"] for section in view["sections"]]
     assert headings == ["attic", "Hall · Ground floor", "Kitchen · Ground floor"]
     cards = view["sections"][2]["cards"]
-    shown = [card.get("entity") for card in cards[1:]]
+    shown = [card["entity"] for card in cards if "entity" in card]
     assert shown == [
         "sensor.kitchen_latest_alert",
         "sensor.kitchen_severity",
@@ -71,12 +71,37 @@ def test_a_section_per_node_by_room_then_name() -> None:
         "target": {"entity_id": "button.kitchen_acknowledge_alert"},
     }
     assert cards[3]["icon_tap_action"] == press
+    assert cards[3]["hide_state"] is True
+    # The explanation and what to do, only while there is an alert to explain.
+    (markdown,) = [card for card in cards if card["type"] == "markdown"]
+    assert "state_attr('sensor.kitchen_latest_alert', 'suggested_action')" in markdown["content"]
+    assert "**What to do:**" in markdown["content"]
+    assert markdown["visibility"] == [
+        {
+            "condition": "state",
+            "entity": "sensor.kitchen_latest_alert",
+            "state_not": ["none", "unknown", "unavailable"],
+        }
+    ]
 
 
 def test_a_node_without_some_entities() -> None:
     """Keys the node does not have (disabled, hidden) leave no empty card."""
     section = node_section(NodeView("Hall", None, {"severity": "sensor.hall_severity"}))
     assert [card["type"] for card in section["cards"]] == ["heading", "tile"]
+
+
+async def test_the_dashboard_speaks_the_users_language(
+    hass: HomeAssistant, hass_ws_client: WebSocketGenerator, mock_config_entry: MockConfigEntry
+) -> None:
+    """The few words the dashboard adds are in Home Assistant's language."""
+    hass.config.language = "de"
+    assert await async_setup_component(hass, "lovelace", {})
+    await setup_entry(hass, mock_config_entry)
+    config = await _config(hass_ws_client, hass)
+    cards = config["views"][0]["sections"][0]["cards"]
+    (markdown,) = [card for card in cards if card["type"] == "markdown"]
+    assert "**Was tun:**" in markdown["content"]
 
 
 async def _node(hass: HomeAssistant, key: rsa.RSAPrivateKey, node_id: str) -> MockConfigEntry:

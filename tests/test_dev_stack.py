@@ -147,22 +147,24 @@ async def test_run_command_dashboard_in_chromium(tmp_path: Path) -> None:
             )
             try:
                 page = await browser.new_page(viewport={"width": 1280, "height": 900})
-                await page.goto(f"http://127.0.0.1:{ha_port}/iotshield-demo/0")
+                await page.goto(f"http://127.0.0.1:{ha_port}/iotshield/nodes")
                 await page.fill("input[name='username']", user, timeout=60_000)
                 await page.fill("input[name='password']", password)
                 await page.keyboard.press("Enter")
-                await page.get_by_text("Live readings").wait_for(timeout=60_000)
-                readings = r"Temperature (-?\d+\.\d) °C"
-                first = (await _wait_for_card(page, "hui-glance-card", readings, 30)).group(1)
-                glance = await _card_text(page, "hui-glance-card")
-                for label in ("Humidity", "Gas", "Light", "Flame", "Motion"):
-                    assert label in glance, glance
+                await page.get_by_text("Kitchen Temperature").wait_for(timeout=60_000)
+                readings = r"Kitchen Temperature (-?\d+\.\d) °C"
+                first = (await _wait_for_card(page, "hui-tile-card", readings, 30)).group(1)
+                tiles = await _card_text(page, "hui-tile-card")
+                for label in ("Humidity", "Gas level", "Illuminance", "Flame", "Motion"):
+                    assert f"Kitchen {label}" in tiles, tiles
                 # Live: the value on the page changes as new noisy readings arrive.
-                await _wait_for_card(page, "hui-glance-card", rf"Temperature (?!{first} °C)", 60)
-                # The fire reaches the dashboard: severity and the latest alert's explanation.
-                await _wait_for_card(page, "hui-entities-card", r"Hazard Unsafe", 120)
+                await _wait_for_card(
+                    page, "hui-tile-card", rf"Kitchen Temperature (?!{first} °C)", 60
+                )
+                # The fire reaches the dashboard: hazard and the latest alert's explanation.
+                await _wait_for_card(page, "hui-tile-card", r"Kitchen Hazard Unsafe", 120)
                 alert = await _wait_for_card(
-                    page, "hui-markdown-card", r"(Flame|Fire) detected – kitchen", 60
+                    page, "hui-tile-card", r"(Flame|Fire) detected – kitchen ⸱ Open", 60
                 )
                 assert alert
                 assert "What to do:" in await _card_text(page, "hui-markdown-card")

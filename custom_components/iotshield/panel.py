@@ -20,6 +20,7 @@ from homeassistant.helpers.json import json_bytes, json_fragment
 from .const import CONF_NODE_ID, DOMAIN
 from .dashboard import ICON, TITLE, URL_PATH, NodeView, dashboard_config
 from .home_llm import is_home_entry
+from .texts import for_language
 
 LOVELACE = "lovelace"
 # A node whose setup is finishing counts: it updates the dashboard as its last step.
@@ -71,7 +72,8 @@ class IoTShieldDashboard(LovelaceConfig):
 
     async def async_load(self, force: bool) -> dict[str, Any]:
         """Make the config from the nodes loaded now."""
-        return dashboard_config(node_views(self.hass))
+        texts = for_language(self.hass.config.language)
+        return dashboard_config(node_views(self.hass), texts.phrases["what_to_do"])
 
     async def async_json(self, force: bool) -> json_fragment:
         """Return the config as JSON, as the frontend reads it."""
