@@ -122,8 +122,16 @@ def test_benchmarks_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
         "| LLM explanation (event `explained`) |",
         "| 0.5 | 0.969 °C |",
         "| off | 0 °C |",
+        "| state rows per node-day |",
+        "| displayed temperature's standard deviation (true 21.5 °C) |",
     ):
         assert row in report, report
+    # The throttled mean writes far fewer rows than a state per reading, and jitters less.
+    before = json.loads((figures / "recorder_before.json").read_text())
+    after = json.loads((figures / "recorder_after.json").read_text())
+    assert after["rows_per_day"] < before["rows_per_day"] / 5
+    assert after["sigma_t"] < before["sigma_t"] / 2
+    assert after["fire_written_s"] == 0
     plots = sorted(path.name for path in (tmp_path / "plots").iterdir())
     assert plots == [
         "latency.png",
@@ -134,3 +142,39 @@ def test_benchmarks_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     ]
     for name in plots:
         assert (tmp_path / "plots" / name).read_bytes().startswith(b"\x89PNG")
+
+
+def test_soak_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """scripts/bench --soak's parts run briefly: a fire, a node restart, a broker restart."""
+    figures = tmp_path / "figures"
+    env = {
+        **os.environ,
+        "IOTSHIELD_BENCH_OUT": str(figures),
+        "IOTSHIELD_SOAK_MINUTES": "1.5",
+        "IOTSHIELD_SOAK_NODES": "5",
+        "IOTSHIELD_SOAK_CYCLE": "90",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--log-level=WARNING",
+         "tests/bench_soak.py"],
+        cwd=SCRIPTS.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-4000:]
+    soak = json.loads((figures / "soak.json").read_text())
+    assert soak["lost"] == {}
+    assert soak["readings_sent"] == soak["readings_received"] > 0
+    assert soak["broker_restarts"] == 1
+    assert soak["node_restarts"] == 1
+    assert soak["fire_readings"] > 0
+    assert soak["incidents_resolved"] == soak["incidents_opened"] >= 1
+    assert soak["memory"]["bounded"]
+    assert load("bench_report").main(["--soak", str(figures), str(tmp_path / "plots")]) == 0
+    report = capsys.readouterr().out
+    for row in ("| resident memory: first sample", "| readings sent / accepted (lost) |"):
+        assert row in report, report
+    assert (tmp_path / "plots" / "soak.png").read_bytes().startswith(b"\x89PNG")
