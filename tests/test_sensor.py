@@ -72,6 +72,8 @@ EXPECTED = {
     "sensor.kitchen_anomaly_score": ("anomaly_score", None, None, None, None),
     "sensor.kitchen_baseline_learned": ("baseline_learned", None, "%", None, "diagnostic"),
     "button.kitchen_relearn_normal": ("relearn", None, None, None, "config"),
+    "button.kitchen_acknowledge_alert": ("acknowledge", None, None, None, None),
+    "button.kitchen_test_alarm": ("test_alarm", None, None, None, "diagnostic"),
     "event.kitchen_incident": ("incident", None, None, None, None),
     "sensor.kitchen_rejected_payloads": (
         "rejected_payloads",
