@@ -321,6 +321,14 @@ async def test_the_announced_noise_reaches_the_detector(
     sigma, flip = mock_config_entry.runtime_data.anomaly.noise
     assert sigma == {"t": 0.969, "h": 2.42, "g": 0.0194, "l": 48.4}
     assert flip == pytest.approx(0.1192)
+    # A node that flips motion more often needs more of the window to show motion.
+    await publish(
+        hass,
+        STATUS_TOPIC,
+        b'{"state":"online","interval":5,"privacy":{"e":0.5,"d":1e-05,'
+        b'"sigma":{"t":0.969,"h":2.42,"g":0.0194,"l":48.4},"motion":{"flip":0.27}}}',
+    )
+    assert mock_config_entry.runtime_data.severity.motion_flip == pytest.approx(0.27)
 
 
 async def test_diagnostics_describe_the_detector(

@@ -606,7 +606,7 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
         if privacy is None:
             return
         # Noisier readings need wider hysteresis before a severity may drop.
-        self.severity.set_noise(privacy.sigma)
+        self.severity.set_noise(privacy.sigma, privacy.motion_flip)
         # The detector judges a minute's mean against the noise it must carry.
         self.anomaly.set_noise(privacy.sigma, privacy.motion_flip)
 

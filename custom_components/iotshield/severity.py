@@ -278,6 +278,11 @@ class SeverityEngine:
             self._motion_level = Level.NORMAL
         self._motion_counts = counts
 
+    @property
+    def motion_flip(self) -> float:
+        """Return the randomized-response flip rate the motion vote allows for."""
+        return self._motion_flip
+
     def set_noise(self, noise: Mapping[str, float], motion_flip: float | None = None) -> None:
         """Take the noise a node announces; hysteresis and the motion vote grow with it."""
         for key, sigma in noise.items():
