@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric import rsa
 from homeassistant.components import automation
-from homeassistant.core import Event, HomeAssistant, callback
+from homeassistant.core import Event, HomeAssistant
 from homeassistant.exceptions import ServiceValidationError
 from homeassistant.helpers import device_registry as dr
 from homeassistant.setup import async_setup_component
@@ -20,51 +18,24 @@ from pytest_homeassistant_custom_component.common import (
 )
 
 from custom_components.iotshield.alerts import notification_id
-from custom_components.iotshield.const import (
-    CONF_HOLD_TIME,
-    CONF_LEGACY_TOPIC,
-    CONF_PUBLISH_INTERVAL,
-    CONF_STALE_INTERVALS,
-    DOMAIN,
-)
+from custom_components.iotshield.const import DOMAIN
 from custom_components.iotshield.incidents import DRILL_SECONDS
 
+from . import test_alerts
 from .helpers import setup_entry
-from .test_alerts import CALM, EVENTS, FIRE, GAS_MEDIUM, Feed, kinds, notifications
+from .test_alerts import CALM, FIRE, GAS_MEDIUM, Feed, kinds, notifications
 
 pytestmark = pytest.mark.usefixtures("mqtt_mock")
+
+# The incident tests' fixtures: readings published as a node does, events collected, and an
+# incident that resolves at the first calm reading.
+entry_options = test_alerts.entry_options
+feed = test_alerts.feed
+events = test_alerts.events
 
 ACKNOWLEDGE = "button.kitchen_acknowledge_alert"
 TEST_ALARM = "button.kitchen_test_alarm"
 LATEST = "sensor.kitchen_latest_alert"
-
-
-@pytest.fixture
-def entry_options() -> dict[str, Any]:
-    """Resolve a real incident at the first calm severity, so tests need no clock."""
-    return {
-        CONF_PUBLISH_INTERVAL: 5,
-        CONF_STALE_INTERVALS: 3,
-        CONF_LEGACY_TOPIC: False,
-        CONF_HOLD_TIME: 0,
-    }
-
-
-@pytest.fixture
-def feed(hass: HomeAssistant, public_key: rsa.RSAPublicKey) -> Feed:
-    """Return the publisher of readings."""
-    return Feed(hass, public_key)
-
-
-@pytest.fixture
-def events(hass: HomeAssistant) -> list[Event]:
-    """Collect every iotshield_incident_* event."""
-    seen: list[Event] = []
-    for name in EVENTS:
-        hass.bus.async_listen(
-            f"iotshield_incident_{name}", callback(lambda event: seen.append(event))
-        )
-    return seen
 
 
 def device_id(hass: HomeAssistant, entry: MockConfigEntry) -> str:
