@@ -9,7 +9,9 @@ fails if memory keeps growing, a reading sent while the broker was up did not ar
 incident is still open at the end.
 
 IOTSHIELD_SOAK_MINUTES, IOTSHIELD_SOAK_NODES and IOTSHIELD_SOAK_CYCLE (seconds) size the run;
-tests/test_bench_smoke.py runs a short one.
+tests/test_bench_smoke.py runs a short one. IOTSHIELD_SOAK_TRACEMALLOC=1 traces Python's
+allocations (slower) and names, at every sample, the source lines whose memory grew most since
+the first sample after warm-up.
 """
 
 from __future__ import annotations
@@ -25,11 +27,13 @@ import sqlite3
 import statistics
 import sys
 import time
+import tracemalloc
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from homeassistant.components.recorder import Recorder
 from homeassistant.core import HomeAssistant, callback
+from homeassistant.helpers import storage
 from iotshield_node.privacy import NoiseSource, PrivacyConfig, privatize
 from iotshield_node.readings import Readings
 from iotshield_node.telemetry import encode_telemetry
@@ -62,6 +66,7 @@ BROKER_BEFORE, BROKER_AFTER = 3.0, 25.0
 # Memory may grow by this much from the middle third of the run to the last, and no more.
 MEMORY_SLACK = 1.05
 MEMORY_SLACK_BYTES = 16 * 2**20
+TRACE = os.environ.get("IOTSHIELD_SOAK_TRACEMALLOC") == "1"
 STEADY = Readings(21.5, 45.0, 0.05, 300.0, False, False)
 FIRE = Readings(55.0, 30.0, 0.7, 300.0, True, False)
 
@@ -285,6 +290,9 @@ async def test_soak(
     scenarios: Counter[str] = Counter()
     figures: dict[str, Any] = {"nodes": NODES, "minutes": MINUTES, "cycle_s": CYCLE,
                                "interval_s": INTERVAL, "samples": samples}  # fmt: skip
+    if TRACE:
+        tracemalloc.start(8)
+    baseline: tracemalloc.Snapshot | None = None
     with IntervalStalls() as stalls:
         next_sample = 0.0
         while (now := time.monotonic() - start) < duration:
@@ -308,6 +316,8 @@ async def test_soak(
                     "incidents_opened": incidents["opened"],
                     "incidents_resolved": incidents["resolved"],
                 })  # fmt: skip
+                forget_storage_writes()
+                baseline = trace(figures, baseline)
                 write_soak(figures)
                 next_sample += SAMPLE
             await asyncio.sleep(1.0)
@@ -351,6 +361,41 @@ async def test_soak(
     assert not open_incidents
     assert incidents["resolved"] == incidents["opened"]
     assert figures["memory"]["bounded"], figures["memory"]
+
+
+def forget_storage_writes() -> None:
+    """Drop the test harness's record of every storage write, which would grow without end.
+
+    The harness replaces Home Assistant's file writes with a mock that keeps each call (and the
+    data written) to inspect; Home Assistant writes the files and keeps nothing.
+    """
+    reset = getattr(storage.Store._async_write_data, "reset_mock", None)
+    if reset is not None:
+        reset()
+
+
+def trace(
+    figures: dict[str, Any], baseline: tracemalloc.Snapshot | None
+) -> tracemalloc.Snapshot | None:
+    """With tracing on, note what grew since warm-up; return the baseline snapshot."""
+    if not TRACE:
+        return None
+    snapshot = tracemalloc.take_snapshot()
+    if baseline is None or len(figures["samples"]) <= 2:
+        return snapshot
+    figures["grown_since_warmup"] = grown(snapshot, baseline)
+    return baseline
+
+
+def grown(snapshot: tracemalloc.Snapshot, baseline: tracemalloc.Snapshot) -> list[str]:
+    """Name the allocation sites that grew most between two snapshots (with their callers)."""
+    stats = snapshot.compare_to(baseline, "traceback")[:15]
+    return [
+        f"{stat.size_diff / 1024:+.0f} KiB in {stat.count_diff:+d} blocks: "
+        + " <- ".join(f"{frame.filename.split('site-packages/')[-1]}:{frame.lineno}"
+                      for frame in stat.traceback)
+        for stat in stats
+    ]  # fmt: skip
 
 
 def counting(entry: Any, received: Counter[str]) -> Any:
