@@ -185,11 +185,23 @@ async def test_every_loaded_node_appears_without_editing(
     assert "Front hall · Hallway" in headings
     assert "sensor.hall_temperature" not in _shown(config)
 
-    # Unloaded nodes leave the dashboard; with the last one it leaves the sidebar.
+    # A node that is not loaded leaves the dashboard, which stays in the sidebar (a reload
+    # after saving options must not pull it from under the user).
     assert await hass.config_entries.async_unload(hall.entry_id)
     await hass.async_block_till_done()
     assert "sensor.hall_latest_alert" not in _shown(await _config(hass_ws_client, hass))
     assert await hass.config_entries.async_unload(mock_config_entry.entry_id)
+    await hass.async_block_till_done()
+    assert _shown(await _config(hass_ws_client, hass)) == []
+    assert URL_PATH in hass.data[PANELS]
+    await hass.config_entries.async_setup(hall.entry_id)
+    await hass.async_block_till_done()
+    assert "sensor.hall_latest_alert" in _shown(await _config(hass_ws_client, hass))
+    # With the last node removed it leaves the sidebar.
+    assert await hass.config_entries.async_remove(hall.entry_id)
+    await hass.async_block_till_done()
+    assert URL_PATH in hass.data[PANELS]
+    assert await hass.config_entries.async_remove(mock_config_entry.entry_id)
     await hass.async_block_till_done()
     assert URL_PATH not in hass.data[PANELS]
     assert URL_PATH not in hass.data[LOVELACE_DATA].dashboards

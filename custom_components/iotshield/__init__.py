@@ -219,7 +219,7 @@ async def async_unload_entry(hass: HomeAssistant, entry: IoTShieldConfigEntry) -
         return True
     unloaded = await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
     await entry.runtime_data.async_flush()
-    # The entry is unloading now, so the dashboard no longer shows it (or goes with the last).
+    # The entry is unloading now, so the dashboard no longer shows its section.
     async_update_dashboard(hass)
     return unloaded
 
@@ -229,6 +229,7 @@ async def async_remove_entry(hass: HomeAssistant, entry: IoTShieldConfigEntry) -
     if is_home_entry(entry):
         ir.async_delete_issue(hass, DOMAIN, LLM_ISSUE_ID)
         return
+    async_update_dashboard(hass, removed=entry.entry_id)
     node_id = entry.data[CONF_NODE_ID]
     for issue_id in (
         key_mismatch_issue_id(node_id),

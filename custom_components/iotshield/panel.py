@@ -85,9 +85,21 @@ class IoTShieldDashboard(LovelaceConfig):
         self._config_updated()
 
 
+def _has_nodes(hass: HomeAssistant, removed: str | None) -> bool:
+    """Say whether the home has a node entry (enabled, and not the one being removed)."""
+    return any(
+        not is_home_entry(entry) and entry.disabled_by is None and entry.entry_id != removed
+        for entry in hass.config_entries.async_entries(DOMAIN)
+    )
+
+
 @callback
-def async_update_dashboard(hass: HomeAssistant) -> None:
-    """Show the dashboard while any node is loaded, and refresh it when nodes change."""
+def async_update_dashboard(hass: HomeAssistant, removed: str | None = None) -> None:
+    """Show the dashboard while the home has a node, and refresh it when nodes change.
+
+    A node that reloads (its options were saved) or waits to retry its setup leaves its section
+    for a moment, but the dashboard stays in the sidebar: it goes with the last node removed.
+    """
     lovelace = hass.data.get(LOVELACE_DATA)
     if lovelace is None:
         # No frontend (a minimal or test setup): nothing to show a dashboard in.
@@ -96,7 +108,7 @@ def async_update_dashboard(hass: HomeAssistant) -> None:
     if existing is not None and not isinstance(existing, IoTShieldDashboard):
         # The user has a dashboard of their own at this address; it stays theirs.
         return
-    if not node_views(hass):
+    if not _has_nodes(hass, removed):
         if existing is not None:
             lovelace.dashboards.pop(URL_PATH)
             frontend.async_remove_panel(hass, URL_PATH, warn_if_unknown=False)
