@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import rsa
+from freezegun.api import FrozenDateTimeFactory
 from homeassistant.components.sensor import ATTR_STATE_CLASS
 from homeassistant.const import (
     ATTR_DEVICE_CLASS,
@@ -148,7 +149,8 @@ async def test_readings_become_states(
     assert states["sensor.kitchen_gas_level"] == "0.123"
     assert states["sensor.kitchen_illuminance"] == "420.5"
     assert states["binary_sensor.kitchen_flame"] == STATE_ON
-    assert states["binary_sensor.kitchen_motion"] == STATE_ON
+    # One reading with motion may be the node's random flip: Motion waits for more.
+    assert states["binary_sensor.kitchen_motion"] == STATE_OFF
     assert states["sensor.kitchen_rejected_payloads"] == "0"
     received = datetime.fromisoformat(hass.states.get("sensor.kitchen_last_reading").state)
     assert abs((datetime.now(UTC) - received).total_seconds()) < 60
@@ -158,6 +160,50 @@ async def test_readings_become_states(
     assert hass.states.get("sensor.kitchen_temperature").state == "19.0"
     assert hass.states.get("binary_sensor.kitchen_flame").state == STATE_OFF
     assert hass.states.get("binary_sensor.kitchen_motion").state == STATE_OFF
+
+
+async def test_motion_shows_more_than_random_flips(
+    hass: HomeAssistant,
+    mock_config_entry: MockConfigEntry,
+    private_key: rsa.RSAPrivateKey,
+    freezer: FrozenDateTimeFactory,
+) -> None:
+    """Motion is on when 9 of the last 12 readings show it, off when 2 or fewer do."""
+    await setup_entry(hass, mock_config_entry)
+    public = private_key.public_key()
+    seq = 0
+    changes: list[str] = []
+    hass.bus.async_listen(
+        "state_changed",
+        lambda event: changes.append(event.data["new_state"].state)
+        if event.data["entity_id"] == "binary_sensor.kitchen_motion"
+        else None,
+    )
+
+    async def send(motion: int, times: int) -> None:
+        nonlocal seq
+        for _ in range(times):
+            seq += 1
+            # At the node's pace: faster readings would be refused as a flood.
+            freezer.tick(5)
+            await publish(hass, DATA_TOPIC, encrypt(public, telemetry(seq=seq, m=motion)))
+
+    # An empty room whose node flips one reading in eight: never motion.
+    for _ in range(4):
+        await send(0, 7)
+        await send(1, 1)
+    assert hass.states.get("binary_sensor.kitchen_motion").state == STATE_OFF
+    # Someone walks in: 8 of the last 12 readings are not enough, the 9th is.
+    await send(1, 7)
+    assert hass.states.get("binary_sensor.kitchen_motion").state == STATE_OFF
+    await send(1, 1)
+    assert hass.states.get("binary_sensor.kitchen_motion").state == STATE_ON
+    await send(0, 9)
+    assert hass.states.get("binary_sensor.kitchen_motion").state == STATE_ON
+    await send(0, 1)
+    assert hass.states.get("binary_sensor.kitchen_motion").state == STATE_OFF
+    # One row for each real change, none for the flips.
+    assert changes.count(STATE_ON) == 1
 
 
 async def test_unread_sensor_is_unknown(
