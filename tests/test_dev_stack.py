@@ -167,7 +167,9 @@ async def test_run_command_dashboard_in_chromium(tmp_path: Path) -> None:
                     page, "hui-tile-card", r"(Flame|Fire) detected – kitchen ⸱ Open", 60
                 )
                 assert alert
-                assert "What to do:" in await _card_text(page, "hui-markdown-card")
+                # The advice card appears once its visibility condition and its template, a
+                # websocket subscription of its own, have both caught up with the alert tile.
+                await _wait_for_card(page, "hui-markdown-card", "What to do:", 30)
                 ARTIFACTS.mkdir(exist_ok=True)
                 await page.screenshot(path=str(ARTIFACTS / "dashboard.png"))
             finally:

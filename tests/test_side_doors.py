@@ -17,6 +17,7 @@ from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import ServiceValidationError
 from homeassistant.helpers import device_registry as dr, entity_registry as er, issue_registry as ir
 from homeassistant.helpers.service_info.mqtt import MqttServiceInfo
+from homeassistant.helpers.storage import Store
 from homeassistant.setup import async_setup_component
 from homeassistant.util import dt as dt_util
 from iotshield_node.privacy import PrivacyConfig
@@ -28,6 +29,7 @@ from pytest_homeassistant_custom_component.common import (
     MockConfigEntry,
     async_fire_mqtt_message,
     async_fire_time_changed,
+    flush_store,
 )
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator, MqttMockHAClient
 
@@ -435,6 +437,72 @@ async def test_replay_after_the_state_was_rolled_back_is_refused(
     # entities show the values restored at start).
     assert v2_entry.runtime_data.data.telemetry is None
     assert sum(v2_entry.runtime_data.rejections.as_dict().values()) > before_counts
+
+
+def count_store_writes(monkeypatch: pytest.MonkeyPatch, store: Store) -> list[int]:
+    """Count from now on how often `store` is written (one element per write)."""
+    writes: list[int] = []
+    write = store._async_write_data
+
+    async def counted(path: str, data: dict[str, Any]) -> None:
+        writes.append(1)
+        await write(path, data)
+
+    # On the instance, not the class: the test harness's own storage patch stays as it is.
+    monkeypatch.setattr(store, "_async_write_data", counted)
+    return writes
+
+
+async def test_readings_of_a_revision_1_node_leave_the_store_alone(
+    hass: HomeAssistant,
+    v2_entry: MockConfigEntry,
+    node: V2Sender,
+    mqtt_mock: MqttMockHAClient,
+    hass_storage: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its session ends with the receiver: its counter need not be written at each reading."""
+    await running(hass, v2_entry, node, mqtt_mock)
+    store = v2_entry.runtime_data._store
+    await flush_store(store)
+    writes = count_store_writes(monkeypatch, store)
+    captured = node.seal(reading(2, t=30.0))
+    for payload in [captured, *(node.seal(reading(seq, t=22.0)) for seq in range(3, 40))]:
+        await publish(hass, DATA_TOPIC, payload)
+    await flush_store(store)
+    assert writes == []
+    # Power is cut: the store is what it was, its counter 38 readings behind. After the
+    # restart a recorded reading of that session is still refused.
+    key = f"{DOMAIN}.{v2_entry.entry_id}"
+    on_disk = json.loads(json.dumps(hass_storage[key]))
+    assert on_disk["data"]["v2"]["current"]["max_ctr"] < 2
+    await hass.config_entries.async_unload(v2_entry.entry_id)
+    hass_storage[key] = on_disk
+    assert await hass.config_entries.async_setup(v2_entry.entry_id)
+    await hass.async_block_till_done()
+    await first_challenge(hass, mqtt_mock)
+    await publish(hass, DATA_TOPIC, captured)
+    assert v2_entry.runtime_data.data.telemetry is None
+    assert hass.states.get(TEMPERATURE).state != "30.0"
+
+
+async def test_readings_of_a_revision_0_node_keep_its_counter_on_disk(
+    hass: HomeAssistant,
+    v2_entry: MockConfigEntry,
+    legacy: V2Sender,
+    hass_storage: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An older node's session outlives a restart, so its counter is written after each reading."""
+    await legacy_running(hass, v2_entry, legacy)
+    store = v2_entry.runtime_data._store
+    await flush_store(store)
+    writes = count_store_writes(monkeypatch, store)
+    await publish(hass, DATA_TOPIC, legacy.seal(reading(2, t=22.0)))
+    await flush_store(store)
+    assert len(writes) == 1
+    stored = hass_storage[f"{DOMAIN}.{v2_entry.entry_id}"]["data"]["v2"]["current"]
+    assert stored["max_ctr"] == legacy.ctr
 
 
 async def test_a_v1_node_is_never_sent_set_interval(

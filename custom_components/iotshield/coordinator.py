@@ -506,7 +506,11 @@ class IoTShieldCoordinator(DataUpdateCoordinator[IoTShieldData]):
                 if isinstance(msg, SessionMessage):
                     self._session_refused(err)
                 continue
-            self._save_state()
+            if receiver.revision < REVISION_1:
+                # Only a revision-0 session outlives a restart, so only its counter guards
+                # against replays then. A revision-1 session dies with the receiver; writing
+                # its counter at every reading would wear an SD card for nothing.
+                self._save_state()
             self._accept(telemetry)
 
     def _spend_session_check(self) -> None:
