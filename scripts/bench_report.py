@@ -96,7 +96,7 @@ def ingestion_table(figures: dict[str, Any]) -> list[str]:
 def latency_table(figures: dict[str, Any]) -> list[str]:
     """Return the end-to-end latency rows."""
     lines = [
-        "| Publish → state change through Mosquitto (v2) | Delivered / sent | p50 | p95 | p99 "
+        "| Publish → reading applied, through Mosquitto (v2) | Delivered / sent | p50 | p95 | p99 "
         "| Target |",
         "|---|---|---|---|---|---|",
     ]
@@ -281,8 +281,9 @@ def soak_table(figures: dict[str, Any]) -> list[str]:
             f"| longest event-loop stall, garbage collection aside; longest GC pause "
             f"| {max(s['longest_stall_ms'] for s in samples):.0f} ms; "
             f"{max(s['longest_gc_pause_ms'] for s in samples):.0f} ms |",
-            f"| readings accepted; incidents opened / resolved | {last['readings']:,}; "
-            f"{last['incidents_opened']} / {last['incidents_resolved']} |",
+            # The count at the last minute's sample; the end count is in the rows below.
+            f"| readings accepted by the last sample; incidents opened / resolved "
+            f"| {last['readings']:,}; {last['incidents_opened']} / {last['incidents_resolved']} |",
         ]
     if done:
         memory = figures["memory"]
@@ -396,7 +397,7 @@ def _latency_plot(latency: dict[str, Any], out: Path, written: list[Path]) -> No
         ax.plot([int(s) for s in sizes], values, marker="o", label=key)
     ax.axhline(P99_TARGET_MS, color="red", linestyle=":", label="p99 target")
     ax.set_xlabel("nodes, each publishing once a second")
-    ax.set_ylabel("publish → state change (ms)")
+    ax.set_ylabel("publish → reading applied (ms)")
     ax.set_title("End-to-end latency through Mosquitto")
     ax.legend(fontsize=8)
     _save(fig, out / "latency.png", written)
