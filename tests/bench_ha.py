@@ -472,7 +472,7 @@ async def test_end_to_end_latency(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Publish → reading applied through a real broker at 1, 10 and 50 nodes at 1 Hz, and a burst."""
+    """Publish → reading applied through a real broker: 1, 10 and 50 nodes at 1 Hz, a burst."""
     await connect_home_assistant(hass, mosquitto)
     sizes = (1, 3) if QUICK else (1, 10, 50)
     seconds = 3 if QUICK else 30
@@ -571,7 +571,7 @@ def reading_arrivals(monkeypatch: pytest.MonkeyPatch) -> dict[tuple[str, int], f
 
 
 def match(sent: list[dict[str, Any]], received: dict[tuple[str, int], float]) -> list[float]:
-    """Return the milliseconds from each publish until its reading was applied (sessions excluded)."""
+    """Return the milliseconds from each publish until its reading was applied (no sessions)."""
     return [
         (received[(s["node"], s["seq"])] - s["at"]) * 1000
         for s in sent
