@@ -33,6 +33,7 @@ from pytest_homeassistant_custom_component.common import (
 )
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator, MqttMockHAClient
 
+from custom_components.iotshield import keys
 from custom_components.iotshield.const import (
     CONF_NODE_KEY,
     CONF_NODE_REV,
@@ -733,6 +734,34 @@ async def test_a_key_mismatch_shows_home_assistants_key_again(
     assert result["data_schema"].schema["pairing"].config["options"] == ["keep"]
     result = await hass.config_entries.flow.async_configure(flow["flow_id"], {"pairing": "keep"})
     assert result["reason"] == "reauth_successful"
+
+
+async def test_forged_payloads_opening_the_repair_cost_no_key_check(
+    hass: HomeAssistant,
+    mock_config_entry: MockConfigEntry,
+    other_private_key: rsa.RSAPrivateKey,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Anyone can make a v1 node's key mismatch: the re-pair flow it opens skips the RSA check.
+
+    Checking the stored key again held the GIL for about 40 ms, so the flood that reached the
+    threshold stalled the event loop that long (scripts/bench, under attack).
+    """
+    await setup_entry(hass, mock_config_entry)
+    checked: list[bool] = []
+    load = keys.serialization.load_pem_private_key
+
+    def recorded(data: bytes, password: bytes | None, **kwargs: Any) -> Any:
+        checked.append(not kwargs.get("unsafe_skip_rsa_key_validation", False))
+        return load(data, password, **kwargs)
+
+    monkeypatch.setattr(keys.serialization, "load_pem_private_key", recorded)
+    forged = encrypt(other_private_key.public_key(), telemetry(t=50.0))
+    for _ in range(5):
+        await publish(hass, DATA_TOPIC, forged)
+    await hass.async_block_till_done()
+    assert len(reauth_flows(hass)) == 1
+    assert checked == [False]
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from functools import partial
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -395,9 +396,10 @@ class IoTShieldConfigFlow(ConfigFlow, domain=DOMAIN):
         options = [PAIRING_KEEP]
         if self._announced_node_key is not None:
             options.insert(0, PAIRING_PIN)
-        # Parsing an RSA key checks it, which takes milliseconds: not on the event loop.
+        # Forged payloads can open this step (a key mismatch): the stored key is not checked
+        # again, which would hold the GIL for tens of milliseconds.
         private = await self.hass.async_add_executor_job(
-            load_private_key, entry.data[CONF_PRIVATE_KEY]
+            partial(load_private_key, entry.data[CONF_PRIVATE_KEY], stored=True)
         )
         return self.async_show_form(
             step_id="reauth_confirm",

@@ -40,13 +40,20 @@ def generate_private_key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=PUBLIC_EXPONENT, key_size=GENERATED_KEY_BITS)
 
 
-def load_private_key(pem: str) -> rsa.RSAPrivateKey:
-    """Parse and check a PEM private key (slow: call it from an executor)."""
+def load_private_key(pem: str, *, stored: bool = False) -> rsa.RSAPrivateKey:
+    """Parse and check a PEM private key (slow: call it from an executor).
+
+    `stored`: Home Assistant's own key from its entry, checked when it was made or imported.
+    """
     data = pem.strip().encode("utf-8", errors="replace")
     if not data.startswith(b"-----BEGIN"):
         raise KeyImportError(KeyProblem.INVALID)
     try:
-        key = serialization.load_pem_private_key(data, password=None)
+        # The RSA consistency check takes tens of milliseconds and holds the GIL, so even in
+        # the executor it stalls the event loop; a stored key was checked before it was stored.
+        key = serialization.load_pem_private_key(
+            data, password=None, unsafe_skip_rsa_key_validation=stored
+        )
     except TypeError as err:
         # cryptography raises TypeError when the PEM is password-protected.
         raise KeyImportError(KeyProblem.ENCRYPTED) from err
